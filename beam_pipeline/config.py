@@ -1,0 +1,273 @@
+"""YAML config -> validated, immutable config objects.
+
+Validation happens once, here, before any pipeline starts. Every error names the
+config key that is wrong and what was expected, so a user can fix it without
+reading a stack trace.
+"""
+
+import dataclasses
+import re
+from typing import Any, Mapping, Optional, Tuple
+
+import yaml
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import features
+
+COLUMN_TYPES = ("float", "int", "string")
+LABEL_KINDS = ("passthrough", "string_lookup")
+
+
+class ConfigError(ValueError):
+    """A config value is missing or wrong; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # one of COLUMN_TYPES
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvInput:
+    file_pattern: str
+    header: bool = True
+    delimiter: str = ","
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    eval_fraction: float = 0.2
+    key: Optional[str] = None  # None: hash the whole raw row
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    dir: str
+    num_shards: int = 4
+    summary_top_k: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    path: str
+    input: CsvInput
+    columns: Tuple[Column, ...]
+    label: Optional[features.Label]
+    split: Split
+    features: Tuple[features.Feature, ...]
+    output: Output
+    preprocessing_fn: Optional[str] = None  # "module:function" escape hatch
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+def _is_url(path: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path))
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    """Makes a relative local path relative to the config file's folder."""
+    if _is_url(path) or path.startswith("/"):
+        return path
+    return FileSystems.join(base_dir, path) if base_dir else path
+
+
+def _take(mapping: Mapping[str, Any], key: str, where: str, expected: type,
+          default: Any = dataclasses.MISSING) -> Any:
+    """Reads mapping[key], checking its type; errors name `where.key`."""
+    if key not in mapping:
+        if default is dataclasses.MISSING:
+            raise ConfigError(f"{where}.{key}: required key is missing")
+        return default
+    value = mapping[key]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}.{key}: expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def _check_keys(mapping: Mapping[str, Any], allowed, where: str) -> None:
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+
+def _section(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping:
+    if key not in raw or raw[key] is None:
+        if required:
+            raise ConfigError(f"{key}: required section is missing")
+        return {}
+    if not isinstance(raw[key], dict):
+        raise ConfigError(f"{key}: expected a mapping, got {raw[key]!r}")
+    return raw[key]
+
+
+def _parse_input(raw: Mapping[str, Any], base_dir: str) -> CsvInput:
+    section = _section(raw, "input")
+    _check_keys(section, ("format", "file_pattern", "header", "delimiter"), "input")
+    fmt = _take(section, "format", "input", str, "csv")
+    if fmt != "csv":
+        raise ConfigError(f"input.format: expected 'csv', got {fmt!r}")
+    delimiter = _take(section, "delimiter", "input", str, ",")
+    if len(delimiter) != 1:
+        raise ConfigError(f"input.delimiter: expected one character, got {delimiter!r}")
+    return CsvInput(
+        file_pattern=_resolve(_take(section, "file_pattern", "input", str), base_dir),
+        header=_take(section, "header", "input", bool, True),
+        delimiter=delimiter)
+
+
+def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
+    if not isinstance(raw.get("columns"), list) or not raw["columns"]:
+        raise ConfigError("columns: expected a non-empty list of {name, type}")
+    columns = []
+    for i, entry in enumerate(raw["columns"]):
+        where = f"columns[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping with name and type")
+        _check_keys(entry, ("name", "type"), where)
+        name = _take(entry, "name", where, str)
+        ctype = _take(entry, "type", where, str)
+        if ctype not in COLUMN_TYPES:
+            raise ConfigError(f"{where}.type: expected one of {COLUMN_TYPES}, got {ctype!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{where}.name: {name!r} is not a valid feature name")
+        if any(c.name == name for c in columns):
+            raise ConfigError(f"{where}.name: column {name!r} is declared twice")
+        columns.append(Column(name, ctype))
+    return tuple(columns)
+
+
+def _check_column(name: str, columns, where: str, types=COLUMN_TYPES) -> Column:
+    match = [c for c in columns if c.name == name]
+    if not match:
+        raise ConfigError(
+            f"{where}: unknown column {name!r}; columns are {[c.name for c in columns]}")
+    if match[0].type not in types:
+        raise ConfigError(
+            f"{where}: column {name!r} has type {match[0].type!r}; expected one of {types}")
+    return match[0]
+
+
+def _parse_label(raw, columns) -> Optional[features.Label]:
+    section = _section(raw, "label", required=False)
+    if not section:
+        return None
+    _check_keys(section, ("column", "kind"), "label")
+    name = _take(section, "column", "label", str)
+    kind = _take(section, "kind", "label", str, "passthrough")
+    if kind not in LABEL_KINDS:
+        raise ConfigError(f"label.kind: expected one of {LABEL_KINDS}, got {kind!r}")
+    types = ("string", "int") if kind == "string_lookup" else ("int", "float")
+    column = _check_column(name, columns, "label.column", types)
+    return features.Label(name=name, column=name, column_type=column.type, kind=kind)
+
+
+def _parse_split(raw, columns) -> Split:
+    section = _section(raw, "split", required=False)
+    _check_keys(section, ("eval_fraction", "key"), "split")
+    split = Split(eval_fraction=_take(section, "eval_fraction", "split", float, 0.2),
+                  key=_take(section, "key", "split", str, None))
+    if not 0.0 <= split.eval_fraction < 1.0:
+        raise ConfigError(
+            f"split.eval_fraction: expected a number in [0, 1), got {split.eval_fraction}")
+    if split.key is not None:
+        _check_column(split.key, columns, "split.key")
+    return split
+
+
+def _parse_features(raw, columns, label) -> Tuple[features.Feature, ...]:
+    section = _section(raw, "features", required=False)
+    parsed = []
+    for name, options in section.items():
+        where = f"features.{name}"
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}: expected a mapping with at least 'kind'")
+        options = dict(options)
+        column_name = options.pop("column", name)
+        kind = options.pop("kind", None)
+        if kind not in features.KINDS:
+            raise ConfigError(
+                f"{where}.kind: expected one of {sorted(features.KINDS)}, got {kind!r}")
+        feature_cls = features.KINDS[kind]
+        column = _check_column(column_name, columns, f"{where}.column",
+                               feature_cls.COLUMN_TYPES)
+        if label and column.name == label.column:
+            raise ConfigError(f"{where}: column {column.name!r} is the label")
+        try:
+            parsed.append(feature_cls.from_options(name, column.name, column.type, options))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return tuple(parsed)
+
+
+def _parse_output(raw, base_dir) -> Output:
+    section = _section(raw, "output")
+    _check_keys(section, ("dir", "num_shards", "summary_top_k"), "output")
+    out = Output(dir=_resolve(_take(section, "dir", "output", str), base_dir),
+                 num_shards=_take(section, "num_shards", "output", int, 4),
+                 summary_top_k=_take(section, "summary_top_k", "output", int, 10))
+    if out.num_shards < 1:
+        raise ConfigError(f"output.num_shards: expected >= 1, got {out.num_shards}")
+    return out
+
+
+TOP_LEVEL_KEYS = ("input", "columns", "label", "split", "features", "output",
+                  "preprocessing_fn", "model")
+
+
+def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config:
+    """Validates a parsed YAML document.
+
+    Args:
+      raw: the YAML document as Python objects.
+      path: where it came from, for messages.
+      base_dir: folder that relative paths in the config are relative to.
+
+    Returns:
+      A frozen `Config`.
+
+    Raises:
+      ConfigError: naming the offending key.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    _check_keys(raw, TOP_LEVEL_KEYS, "<top level>")
+    columns = _parse_columns(raw)
+    label = _parse_label(raw, columns)
+    preprocessing_fn = raw.get("preprocessing_fn")
+    if preprocessing_fn is not None and (
+            not isinstance(preprocessing_fn, str) or ":" not in preprocessing_fn):
+        raise ConfigError(
+            "preprocessing_fn: expected 'module.name:function' or 'path/to/file.py:function'"
+            f", got {preprocessing_fn!r}")
+    feats = _parse_features(raw, columns, label)
+    if preprocessing_fn and feats:
+        raise ConfigError("features: give either features or preprocessing_fn, not both")
+    if not preprocessing_fn and not feats:
+        raise ConfigError("features: required (or preprocessing_fn) - nothing to compute")
+    if preprocessing_fn and not _is_url(preprocessing_fn) and ".py:" in preprocessing_fn:
+        preprocessing_fn = _resolve(preprocessing_fn, base_dir)
+    return Config(path=path, input=_parse_input(raw, base_dir), columns=columns,
+                  label=label, split=_parse_split(raw, columns), features=feats,
+                  output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn)
+
+
+def load_config(path: str) -> Config:
+    """Reads and validates the YAML config at `path` (local or any Beam file system)."""
+    try:
+        with FileSystems.open(path) as f:
+            raw = yaml.safe_load(f.read().decode("utf-8"))
+    except (OSError, IOError) as e:
+        raise ConfigError(f"--config: cannot read {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    base_dir = path.rsplit("/", 1)[0] if "/" in path else ""
+    return parse_config(raw, path=path, base_dir=base_dir)

@@ -1,0 +1,33 @@
+"""The label: passed through as a number, or a string/int class looked up to a class id."""
+
+import dataclasses
+
+import tensorflow as tf
+
+from beam_pipeline.features import vocabulary
+from beam_pipeline.features.base import Feature, densify
+
+
+@dataclasses.dataclass(frozen=True)
+class Label(Feature):
+    """The label column, written under its own name.
+
+    kind "passthrough": an int column stays int64, a float column float32 (missing: 0).
+    kind "string_lookup": classes get ids 0..C-1 in count-descending order (ties:
+    bytes descending), as `keras.layers.StringLookup(num_oov_indices=0)` would give;
+    a class not seen in the train split gets -1.
+    """
+
+    kind: str = "passthrough"
+
+    def transform(self, inputs):
+        raw = inputs[self.column]
+        if self.kind == "passthrough":
+            dtype = tf.float32 if self.column_type == "float" else tf.int64
+            return {self.name: densify(tf.cast(raw, dtype), tf.constant(0, dtype))}
+        vocab = vocabulary.learn(raw, self.name, top_k=None, min_frequency=None)
+        missing = "" if raw.dtype == tf.string else -1
+        return {self.name: vocabulary.apply(densify(raw, missing), vocab, self.name)}
+
+    def vocabulary_names(self):
+        return (self.name,) if self.kind == "string_lookup" else ()

@@ -1,0 +1,40 @@
+"""Where each output lives under the output folder (one place, so readers and writers agree).
+
+    OUTPUT/
+      data/train/part-SSSSS-of-NNNNN.tfrecord.gz   transformed tf.Examples, gzipped
+      data/eval/...
+      transform_fn/  transformed_metadata/          tf.Transform's output
+      metadata/                                     the raw schema (TFTransformOutput reads it)
+      statistics/numeric.json                       raw numeric statistics of the train split
+      run_summary.json                              rows, statistics, vocabularies
+"""
+
+from apache_beam.io.filesystems import FileSystems
+
+DATA_SUFFIX = ".tfrecord.gz"
+RUN_SUMMARY = "run_summary.json"
+
+
+def data_prefix(out: str, split: str) -> str:
+    return FileSystems.join(out, "data", split, "part")
+
+
+def data_pattern(out: str, split: str) -> str:
+    """Glob of a split's TFRecord shards."""
+    return data_prefix(out, split) + "-*" + DATA_SUFFIX
+
+
+def numeric_statistics_path(out: str) -> str:
+    return FileSystems.join(out, "statistics", "numeric.json")
+
+
+def raw_metadata_dir(out: str) -> str:
+    return FileSystems.join(out, "metadata")
+
+
+def run_summary_path(out: str) -> str:
+    return FileSystems.join(out, RUN_SUMMARY)
+
+
+def temp_dir(out: str) -> str:
+    return FileSystems.join(out, ".tmp")

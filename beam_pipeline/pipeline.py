@@ -1,0 +1,130 @@
+"""The Beam graph: read -> split -> analyze(train) -> transform(every split) -> write.
+
+The input is read twice on purpose: once for the analysis and once for the transform.
+A local runner buffers a PCollection that two stages consume, and the transform cannot
+start before the analysis ends, so one shared read would hold the whole dataset in
+memory. Two reads keep peak memory flat in the number of rows.
+"""
+
+import dataclasses
+import json
+from typing import Dict
+
+import apache_beam as beam
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from tfx_bsl.coders import example_coder
+
+from beam_pipeline import layout, preprocessing
+from beam_pipeline.config import Config
+from beam_pipeline.sources import csv
+from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
+from beam_pipeline.statistics import NumericStatistics
+
+
+class EncodeExamples(beam.DoFn):
+    """Transformed Arrow record batches -> serialized tf.Example, in C++ (tfx_bsl)."""
+
+    def __init__(self, transformed_schema, split: str):
+        self._schema = transformed_schema.SerializeToString()
+        self._split = split
+        self._encoder = None
+        self._written = None
+
+    def setup(self):
+        from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+        schema = schema_pb2.Schema.FromString(self._schema)
+        self._encoder = example_coder.RecordBatchToExamplesEncoder(schema)
+        self._written = beam.metrics.Metrics.counter(
+            METRICS_NAMESPACE, f"rows_written_{self._split}")
+
+    def process(self, element):
+        record_batch, _ = element
+        examples = self._encoder.encode(record_batch)
+        self._written.inc(len(examples))
+        yield from examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Handles:
+    """What a built pipeline will produce once run (paths under the output folder)."""
+
+    statistics_path: str
+    data_prefixes: Dict[str, str]
+
+
+def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
+    """Adds the whole preprocessing job to `pipeline`; running it writes every output.
+
+    Args:
+      pipeline: a `beam.Pipeline` with the user's options (any runner).
+      config: the validated config.
+      temp_dir: scratch folder for tf.Transform (must be reachable by the workers).
+
+    Returns:
+      `Handles` naming where the run writes its statistics and data.
+    """
+    out = config.output.dir
+    adapter_config = csv.csv_tfxio(config).TensorAdapterConfig()
+    preprocessing_fn = preprocessing.preprocessing_fn_for(config)
+    numeric_columns = [c.name for c in config.columns if c.type in ("float", "int")]
+    split_args = (config.split.key, config.split.eval_fraction)
+    handles = Handles(
+        statistics_path=layout.numeric_statistics_path(out),
+        data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS})
+
+    with tft_beam.Context(temp_dir=temp_dir):
+        train = (
+            pipeline
+            | "ReadForAnalysis" >> csv.csv_tfxio(config).BeamSource()
+            | "SplitForAnalysis" >> beam.ParDo(
+                SplitRecordBatches(*split_args, emit=("train",))).with_outputs("train"))["train"]
+        transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
+            preprocessing_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+        _ = (train
+             | "NumericStatistics" >> beam.CombineGlobally(NumericStatistics(numeric_columns))
+             | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)
+             | "WriteStatistics" >> beam.io.WriteToText(
+                 handles.statistics_path, shard_name_template=""))
+
+        splits = (
+            pipeline
+            | "ReadForTransform" >> csv.csv_tfxio(config).BeamSource()
+            | "Split" >> beam.ParDo(
+                SplitRecordBatches(*split_args, count_rows=True)).with_outputs(*SPLITS))
+        for split in SPLITS:
+            name = split.capitalize()
+            (transformed, transformed_metadata) = (
+                ((splits[split], adapter_config), transform_fn)
+                | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
+            _ = (transformed
+                 | f"Encode{name}" >> beam.ParDo(
+                     EncodeExamples(transformed_metadata.schema, split))
+                 | f"Write{name}" >> beam.io.WriteToTFRecord(
+                     handles.data_prefixes[split], file_name_suffix=layout.DATA_SUFFIX,
+                     num_shards=config.output.num_shards,
+                     compression_type=CompressionTypes.GZIP))
+    return handles
+
+
+def read_counters(result) -> Dict[str, int]:
+    """The job's `beam_pipeline` counters, summed over steps (committed when the runner has them)."""
+    query = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters: Dict[str, int] = {}
+    for counter in query["counters"]:
+        try:
+            value = counter.committed
+        except Exception:  # pylint: disable=broad-except  (runners without committed metrics)
+            value = None
+        value = counter.attempted if value is None else value
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
+    return counters
+
+
+def read_numeric_statistics(path: str) -> Dict:
+    """Reads the JSON the `NumericStatistics` step wrote."""
+    with FileSystems.open(path) as f:
+        return json.loads(f.read().decode("utf-8"))

@@ -1,0 +1,69 @@
+"""The `preprocess` job: checks, the Beam pipeline, then the run summary."""
+
+import logging
+import time
+from typing import Dict
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from tensorflow_transform.tf_metadata import metadata_io
+
+from beam_pipeline import layout, pipeline, schema, summary
+from beam_pipeline.config import Config, ConfigError
+from beam_pipeline.preprocessing import preprocessing_fn_for
+from beam_pipeline.sources import csv
+
+# The FnApiRunner is what DirectRunner runs batch pipelines on; naming it directly skips
+# DirectRunner's attempt to download the Prism runner, so local runs work offline.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def pipeline_options(beam_args) -> PipelineOptions:
+    """Beam options from the command line, unchanged, with the local runner as default."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def check_output(out: str, overwrite: bool) -> None:
+    """Fails if the output folder already has content, unless told to replace it."""
+    if FileSystems.exists(out) and FileSystems.match([FileSystems.join(out, "*")])[0].metadata_list:
+        if not overwrite:
+            raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "
+                              "pass --overwrite to replace it")
+        FileSystems.delete([out])
+
+
+def preflight(config: Config, overwrite: bool) -> None:
+    """Every check a user can fix, before a pipeline starts."""
+    csv.check_input(config)
+    preprocessing_fn_for(config)  # imports a user's preprocessing_fn, so a typo fails now
+    check_output(config.output.dir, overwrite)
+
+
+def run(config: Config, options: PipelineOptions, overwrite: bool = False) -> Dict:
+    """Runs the preprocessing job end to end and returns the run summary.
+
+    Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
+    output, the raw schema, the numeric statistics and `run_summary.json`.
+    """
+    started = time.time()
+    preflight(config, overwrite)
+    out = config.output.dir
+    metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
+    temp_dir = layout.temp_dir(out)
+    p = beam.Pipeline(options=options)
+    handles = pipeline.build(p, config, temp_dir)
+    result = p.run()
+    result.wait_until_finish()
+    counters = pipeline.read_counters(result)
+    numeric = pipeline.read_numeric_statistics(handles.statistics_path)
+    run_summary = summary.build_summary(config, counters, numeric, time.time() - started)
+    summary.write_summary(run_summary, layout.run_summary_path(out))
+    if FileSystems.exists(temp_dir):
+        FileSystems.delete([temp_dir])
+    logging.info("run summary written to %s", layout.run_summary_path(out))
+    return run_summary

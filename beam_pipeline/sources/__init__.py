@@ -1,0 +1,1 @@
+"""Input sources: each yields Arrow record batches through a tfx_bsl TFXIO."""

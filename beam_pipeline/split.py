@@ -1,0 +1,80 @@
+"""Deterministic train/eval split of Arrow record batches by a hash of a key or the raw row.
+
+The same row always lands in the same split, on every run and every runner, because
+the bucket is FarmHash64 of bytes that come from the row's values alone (the key
+column's, or all of them).
+"""
+
+from typing import Iterable, Optional
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+SPLITS = ("train", "eval")
+HASH_BUCKETS = 10_000
+METRICS_NAMESPACE = "beam_pipeline"
+
+
+def _first_values_as_text(column: pa.Array) -> pa.Array:
+    """The first value of each row of a list column as text; "" where the row is empty."""
+    first = pc.list_slice(pc.fill_null(column, pa.scalar([], column.type)), 0, 1)
+    values = pc.list_flatten(first)
+    if pa.types.is_large_binary(values.type) or pa.types.is_binary(values.type):
+        values = pc.cast(values, pa.large_binary())
+    else:
+        values = pc.cast(pc.cast(values, pa.large_string()), pa.large_binary())
+    has_value = pc.equal(pc.list_value_length(first), 1)
+    out = np.full(len(column), b"", dtype=object)
+    out[has_value.to_numpy(zero_copy_only=False)] = values.to_numpy(zero_copy_only=False)
+    return pa.array(out, type=pa.large_binary())
+
+
+def _key_bytes(batch: pa.RecordBatch, key: Optional[str]) -> np.ndarray:
+    """One bytes value per row: the key column's value, or every column's joined by \x1f."""
+    names = [key] if key else batch.schema.names
+    parts = [_first_values_as_text(batch.column(batch.schema.get_field_index(n)))
+             for n in names]
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, b"\x1f")
+    return joined.to_numpy(zero_copy_only=False)
+
+
+def eval_mask(batch: pa.RecordBatch, key: Optional[str], eval_fraction: float) -> np.ndarray:
+    """Boolean array, True for the rows of `batch` that belong to the eval split."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    buckets = tf.strings.to_hash_bucket_fast(_key_bytes(batch, key), HASH_BUCKETS).numpy()
+    return buckets < int(round(eval_fraction * HASH_BUCKETS))
+
+
+class SplitRecordBatches(beam.DoFn):
+    """Routes each row of a record batch to the `train` or `eval` output.
+
+    With `count_rows`, Beam
+    counters `rows_read` and `rows_<split>` record how many rows went where.
+    """
+
+    def __init__(self, key: Optional[str], eval_fraction: float,
+                 emit: Iterable[str] = SPLITS, count_rows: bool = False):
+        self._key = key
+        self._eval_fraction = eval_fraction
+        self._emit = tuple(emit)
+        self._count_rows = count_rows
+        self._counters = {}
+
+    def setup(self):
+        if self._count_rows:
+            self._counters = {name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
+                              for name in ("rows_read",) + tuple(f"rows_{s}" for s in SPLITS)}
+
+    def process(self, batch: pa.RecordBatch):
+        is_eval = eval_mask(batch, self._key, self._eval_fraction)
+        if self._count_rows:
+            self._counters["rows_read"].inc(batch.num_rows)
+        for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+            count = int(mask.sum())
+            if self._count_rows:
+                self._counters[f"rows_{split}"].inc(count)
+            if split in self._emit and count:
+                yield beam.pvalue.TaggedOutput(split, batch.filter(pa.array(mask)))
