@@ -1,6 +1,5 @@
 """Sharded CSV (plain or gzip) read as Arrow record batches through tfx_bsl's CsvTFXIO."""
 
-import io
 from typing import List
 
 import apache_beam as beam
@@ -44,8 +43,10 @@ def check_input(config: Config) -> List[str]:
 
 def _first_line(path: str):
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-        line = io.TextIOWrapper(f, encoding="utf-8-sig", newline="").readline()
-    return line.rstrip("\r\n") if line else None
+        line = f.readline()
+    if not line:
+        return None
+    return line.decode("utf-8-sig", "replace").rstrip("\r\n")
 
 
 def csv_tfxio(config: Config) -> tfxio.CsvTFXIO:

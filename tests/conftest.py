@@ -1,0 +1,97 @@
+"""Shared pipeline runs: Beam + tf.Transform start slowly, so each run serves many tests."""
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVAL_FRACTION = 0.25
+
+COLUMNS = [
+    {"name": "id", "type": "int"},
+    {"name": "f_normal", "type": "float"},
+    {"name": "f_uniform", "type": "float"},
+    {"name": "f_missing", "type": "float"},
+    {"name": "cat_small", "type": "string"},
+    {"name": "cat_mid", "type": "string"},
+    {"name": "cat_big", "type": "string"},
+    {"name": "int_cat", "type": "int"},
+    {"name": "text", "type": "string"},
+    {"name": "label", "type": "int"},
+]
+
+FEATURES = {
+    "id": {"kind": "passthrough"},
+    "f_normal": {"kind": "normalization"},
+    "f_missing": {"kind": "normalization", "missing_indicator": True},
+    "cat_small": {"kind": "string_lookup"},
+    "cat_mid": {"kind": "string_lookup", "max_tokens": 60, "min_frequency": 2},
+    "cat_big": {"kind": "string_lookup", "max_tokens": 100, "num_oov_indices": 4},
+    "int_cat": {"kind": "integer_lookup", "num_oov_indices": 3},
+    "text": {"kind": "text_vectorization", "max_tokens": 300, "output_sequence_length": 12},
+}
+
+
+def make_config(data_dir, out_dir, **overrides):
+    """A config dict over the test CSV shards (plain and gzip)."""
+    config = {
+        "input": {"format": "csv", "file_pattern": os.path.join(data_dir, "part-*"),
+                  "header": True},
+        "columns": COLUMNS,
+        "label": {"column": "label"},
+        "split": {"eval_fraction": EVAL_FRACTION, "key": "id"},
+        "features": FEATURES,
+        "output": {"dir": out_dir, "num_shards": 2},
+    }
+    config.update(overrides)
+    return config
+
+
+def write_config(path, config):
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def csv_dir(tmp_path_factory):
+    """1,500 generated rows in three shards, one of them gzipped."""
+    data = tmp_path_factory.mktemp("csv")
+    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_data.py"),
+                    "--rows", "1500", "--shards", "3", "--out", str(data), "--seed", "7"],
+                   check=True, capture_output=True)
+    plain = data / "part-00002-of-00003.csv"
+    with open(plain, "rb") as src, gzip.open(str(plain) + ".gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    plain.unlink()
+    return str(data)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(csv_dir, tmp_path_factory):
+    """One in-process run of the preprocessing job; returns (config, summary)."""
+    from beam_pipeline import preprocess
+    from beam_pipeline.config import load_config
+
+    root = tmp_path_factory.mktemp("run")
+    path = write_config(root / "config.yaml", make_config(csv_dir, str(root / "out")))
+    config = load_config(path)
+    summary = preprocess.run(config, preprocess.pipeline_options([]))
+    return config, summary
+
+
+@pytest.fixture(scope="session")
+def cli_run(csv_dir, tmp_path_factory):
+    """The same job through the installed console script, in a subprocess."""
+    root = tmp_path_factory.mktemp("cli")
+    out = str(root / "out")
+    path = write_config(root / "config.yaml", make_config(csv_dir, out))
+    exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+    proc = subprocess.run([exe, "preprocess", "--config", path], capture_output=True,
+                          text=True, timeout=600)
+    return proc, out

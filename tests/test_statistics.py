@@ -1,0 +1,61 @@
+"""Learned statistics equal pandas/numpy on the same train rows."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from tests import reference
+from tests.conftest import EVAL_FRACTION
+
+
+@pytest.fixture(scope="module")
+def train_rows(csv_dir):
+    frame = reference.raw_frame(csv_dir)
+    return frame[~reference.is_eval(frame["id"], EVAL_FRACTION)]
+
+
+@pytest.mark.parametrize("column", ["f_normal", "f_uniform", "f_missing", "int_cat", "label"])
+def test_numeric_statistics_match_numpy(pipeline_run, train_rows, column):
+    stats = pipeline_run[1]["statistics"]["numeric"][column]
+    values = train_rows[column].to_numpy(dtype=np.float64)
+    present = values[~np.isnan(values)]
+    assert stats["count"] == present.size
+    assert stats["missing"] == values.size - present.size
+    np.testing.assert_allclose(stats["mean"], present.mean(), rtol=1e-5)
+    np.testing.assert_allclose(stats["variance"], present.var(), rtol=1e-5)
+    assert stats["min"] == pytest.approx(present.min(), rel=1e-6)
+    assert stats["max"] == pytest.approx(present.max(), rel=1e-6)
+
+
+def test_missing_values_are_counted(pipeline_run, train_rows):
+    assert pipeline_run[1]["statistics"]["numeric"]["f_missing"]["missing"] \
+        == int(train_rows["f_missing"].isna().sum()) > 0
+
+
+@pytest.mark.parametrize("name,top_k,min_frequency", [
+    ("cat_small", None, None), ("cat_mid", 59, 2), ("cat_big", 96, None), ("int_cat", None, None)])
+def test_vocabulary_matches_pandas_order(pipeline_run, train_rows, name, top_k, min_frequency):
+    counts = collections.Counter(str(v) for v in train_rows[name])
+    expected = [t for t in reference.keras_order(counts)
+                if min_frequency is None or counts[t] >= min_frequency][:top_k]
+    from beam_pipeline.summary import read_vocabulary
+    import tensorflow_transform as tft
+    out = pipeline_run[0].output.dir
+    entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name(name))
+    assert [e["token"] for e in entries] == expected
+    assert [e["count"] for e in entries] == [counts[t] for t in expected]
+    summary = pipeline_run[1]["statistics"]["vocabularies"][name]
+    assert summary["size"] == len(expected)
+    assert summary["top"] == entries[:10]
+
+
+def test_text_vocabulary_matches_keras_adapt(pipeline_run, train_rows):
+    import keras
+    import tensorflow_transform as tft
+    from beam_pipeline.summary import read_vocabulary
+    layer = keras.layers.TextVectorization(max_tokens=300, output_sequence_length=12)
+    layer.adapt(train_rows["text"].to_numpy(dtype=object), batch_size=256)
+    out = pipeline_run[0].output.dir
+    entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name("text"))
+    assert ["", "[UNK]"] + [e["token"] for e in entries] == layer.get_vocabulary()
