@@ -44,7 +44,9 @@ class Split:
 @dataclasses.dataclass(frozen=True)
 class Output:
     dir: str
-    num_shards: int = 4
+    # 0: the runner picks the shard count, writing each bundle as it comes; a fixed count
+    # adds a shuffle of every output row (held in memory by the local runner).
+    num_shards: int = 0
     summary_top_k: int = 10
 
 
@@ -212,10 +214,11 @@ def _parse_output(raw, base_dir) -> Output:
     section = _section(raw, "output")
     _check_keys(section, ("dir", "num_shards", "summary_top_k"), "output")
     out = Output(dir=_resolve(_take(section, "dir", "output", str), base_dir),
-                 num_shards=_take(section, "num_shards", "output", int, 4),
+                 num_shards=_take(section, "num_shards", "output", int, 0),
                  summary_top_k=_take(section, "summary_top_k", "output", int, 10))
-    if out.num_shards < 1:
-        raise ConfigError(f"output.num_shards: expected >= 1, got {out.num_shards}")
+    if out.num_shards < 0:
+        raise ConfigError(f"output.num_shards: expected >= 0 (0: runner decides), "
+                          f"got {out.num_shards}")
     return out
 
 

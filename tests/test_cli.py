@@ -1,0 +1,73 @@
+"""The console script end to end, and config errors that fail before any pipeline starts."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from beam_pipeline import cli
+from tests import reference
+from tests.conftest import make_config, write_config
+
+
+def test_cli_exits_zero_and_writes_every_output(cli_run):
+    proc, out = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rows read 1,500" in proc.stdout
+    for path in ("transform_fn/saved_model.pb", "transformed_metadata/schema.pbtxt",
+                 "metadata/schema.pbtxt", "run_summary.json"):
+        assert os.path.exists(os.path.join(out, path)), path
+    with open(os.path.join(out, "run_summary.json")) as f:
+        summary = json.load(f)
+    assert summary["rows"]["read"] == 1500
+    assert not os.path.exists(os.path.join(out, ".tmp")), "temp dir left behind"
+
+
+def test_two_runs_give_identical_split_membership(cli_run, pipeline_run):
+    _, cli_out = cli_run
+    for split in ("train", "eval"):
+        a = reference.read_transformed(cli_out, split)
+        b = reference.read_transformed(pipeline_run[0].output.dir, split)
+        order_a, order_b = np.argsort(a["id"]), np.argsort(b["id"])
+        for key in a:
+            np.testing.assert_array_equal(a[key][order_a], b[key][order_b], err_msg=key)
+
+
+def test_cli_refuses_a_non_empty_output_folder(cli_run, capsys):
+    _, out = cli_run
+    config_path = os.path.join(os.path.dirname(out), "config.yaml")
+    assert cli.main(["preprocess", "--config", config_path]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert "output.dir" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize("change,key", [
+    (lambda c: c["features"].update(nope={"kind": "normalization"}), "features.nope.column"),
+    (lambda c: c["features"].update(f_normal={"kind": "zscore"}), "features.f_normal.kind"),
+    (lambda c: c["features"].update(cat_small={"kind": "string_lookup", "max_tokenz": 3}),
+     "features.cat_small"),
+    (lambda c: c["features"].update(cat_small={"kind": "string_lookup", "max_tokens": 0}),
+     "features.cat_small"),
+    (lambda c: c["features"].update(text={"kind": "normalization"}), "features.text.column"),
+    (lambda c: c["input"].update(file_pattern="/nonexistent/*.csv"), "input.file_pattern"),
+    (lambda c: c["split"].update(eval_fraction=1.5), "split.eval_fraction"),
+    (lambda c: c["split"].update(key="nope"), "split.key"),
+    (lambda c: c.pop("output"), "output"),
+    (lambda c: c["columns"].append({"name": "x", "type": "double"}), "columns[10].type"),
+    (lambda c: c["columns"].pop(), "columns"),  # header no longer matches
+    (lambda c: c.update(preprocessing_fn="no_such_module_xyz:fn", features={}),
+     "preprocessing_fn"),
+])
+def test_config_errors_name_the_key(csv_dir, tmp_path, capsys, change, key):
+    config = make_config(csv_dir, str(tmp_path / "out"))
+    config["features"] = dict(config["features"])
+    config["columns"] = list(config["columns"])
+    change(config)
+    if key == "columns":  # label column removed too; keep the config otherwise valid
+        config.pop("label")
+    path = write_config(tmp_path / "config.yaml", config)
+    assert cli.main(["preprocess", "--config", path]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"config error: {key}" in err, err
+    assert not os.path.exists(tmp_path / "out" / "transform_fn")
