@@ -1,6 +1,8 @@
 """The `beam-pipeline` command.
 
     beam-pipeline preprocess --config CONFIG [--overwrite] [beam pipeline options...]
+    beam-pipeline train --config CONFIG          (fits, evaluates, exports the serving model)
+    beam-pipeline predict --model DIR --input FILE [--output FILE]
 
 Every argument the command does not know is a Beam pipeline option and reaches
 `PipelineOptions` unchanged (`--runner DataflowRunner --project ... --region ...
@@ -35,7 +37,46 @@ def _parser() -> argparse.ArgumentParser:
                             help="replace the output folder if it already has content")
     preprocess.add_argument("--log-level", default="WARNING",
                             help="Python logging level (default WARNING)")
+    train = commands.add_parser(
+        "train", help="fit the Keras model on the transformed data and export it for serving")
+    train.add_argument("--config", required=True, help="path of the YAML config")
+    train.add_argument("--log-level", default="WARNING")
+    predict = commands.add_parser(
+        "predict", help="predictions of an exported model for raw rows (CSV or JSON lines)")
+    predict.add_argument("--model", required=True, help="the exported SavedModel folder")
+    predict.add_argument("--input", required=True, help="CSV with a header, or .jsonl")
+    predict.add_argument("--output", help="write JSON lines here instead of printing")
+    predict.add_argument("--limit", type=int, default=None, help="print at most N rows")
+    predict.add_argument("--log-level", default="WARNING")
     return parser
+
+
+def _train(args) -> int:
+    from beam_pipeline import train  # pylint: disable=import-outside-toplevel
+    config = load_config(args.config)
+    _, metrics = train.train(config)
+    print(f"beam_pipeline train: {metrics['task']}, {metrics['epochs_run']} epochs; eval "
+          + ", ".join(f"{k} {v:.4f}" for k, v in metrics["eval"].items())
+          + "; trivial baseline " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["baseline"].items()))
+    print(f"  serving model exported to {metrics['export_dir']}")
+    return 0
+
+
+def _predict(args) -> int:
+    import json  # pylint: disable=import-outside-toplevel
+    from beam_pipeline import predict  # pylint: disable=import-outside-toplevel
+    lines = (json.dumps(p) for p in predict.predict(args.model, args.input))
+    if args.output:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        with tf.io.gfile.GFile(args.output, "w") as f:
+            for line in lines:
+                f.write(line + "\n")
+    else:
+        for i, line in enumerate(lines):
+            if args.limit is not None and i >= args.limit:
+                break
+            print(line)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -44,6 +85,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "predict":
+            return _predict(args)
         config = load_config(args.config)
         # Imported late: TensorFlow and Beam take seconds to import, --help should not.
         from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel

@@ -50,6 +50,49 @@ class Output:
     summary_top_k: int = 10
 
 
+TASKS = ("auto", "binary", "multiclass", "regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The `model:` section of the config, with its defaults."""
+
+    task: str = "auto"
+    hidden_units: Tuple[int, ...] = (64, 32)
+    embedding_dim: int = 8
+    one_hot_max: int = 16  # index spaces up to this size are one-hot encoded
+    epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    early_stopping_patience: Optional[int] = 2
+    exclude_features: Tuple[str, ...] = ()  # e.g. an id passed through for joins
+    seed: int = 42
+
+    @classmethod
+    def from_raw(cls, raw) -> "ModelConfig":
+        """Validates the `model:` mapping; errors name `model.<key>`."""
+        raw = dict(raw or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        for key in ("hidden_units", "exclude_features"):
+            if key in raw:
+                if not isinstance(raw[key], list):
+                    raise ConfigError(f"model.{key}: expected a list, got {raw[key]!r}")
+                raw[key] = tuple(raw[key])
+        model = cls(**raw)
+        if model.task not in TASKS:
+            raise ConfigError(f"model.task: expected one of {TASKS}, got {model.task!r}")
+        for key in ("embedding_dim", "epochs", "batch_size"):
+            value = getattr(model, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{key}: expected a positive integer, got {value!r}")
+        if not isinstance(model.learning_rate, (int, float)) or model.learning_rate <= 0:
+            raise ConfigError(f"model.learning_rate: expected > 0, got {model.learning_rate!r}")
+        return model
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     path: str
@@ -60,6 +103,7 @@ class Config:
     features: Tuple[features.Feature, ...]
     output: Output
     preprocessing_fn: Optional[str] = None  # "module:function" escape hatch
+    model: ModelConfig = ModelConfig()
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -260,7 +304,8 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
         preprocessing_fn = _resolve(preprocessing_fn, base_dir)
     return Config(path=path, input=_parse_input(raw, base_dir), columns=columns,
                   label=label, split=_parse_split(raw, columns), features=feats,
-                  output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn)
+                  output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn,
+                  model=ModelConfig.from_raw(_section(raw, "model", required=False)))
 
 
 def load_config(path: str) -> Config:

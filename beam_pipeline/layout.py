@@ -38,3 +38,12 @@ def run_summary_path(out: str) -> str:
 
 def temp_dir(out: str) -> str:
     return FileSystems.join(out, ".tmp")
+
+
+def model_dir(out: str) -> str:
+    """The serving SavedModel (transform graph inside)."""
+    return FileSystems.join(out, "model", "serving")
+
+
+def metrics_path(out: str) -> str:
+    return FileSystems.join(out, "model", "metrics.json")

@@ -3,7 +3,6 @@
 import json
 from typing import Dict, List
 
-import tensorflow as tf
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
@@ -16,10 +15,11 @@ from beam_pipeline.split import SPLITS
 def read_vocabulary(path: str) -> List[Dict]:
     """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in order."""
     entries = []
-    for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-        count, _, token = record.partition(b" ")
-        entries.append({"token": token.decode("utf-8", "backslashreplace"),
-                        "count": int(float(count))})
+    with FileSystems.open(path) as f:
+        for line in f.read().decode("utf-8", "backslashreplace").split("\n"):
+            if line:
+                count, _, token = line.partition(" ")
+                entries.append({"token": vocabulary.unescape(token), "count": int(float(count))})
     return entries
 
 
@@ -37,8 +37,6 @@ def _vocabulary_summaries(config: Config, top_k: int) -> Dict[str, Dict]:
         assets = FileSystems.join(config.output.dir, "transform_fn", "assets")
         for match in (FileSystems.match([assets + "/*"])[0].metadata_list
                       if FileSystems.exists(assets) else []):
-            if vocabulary.FILE_FORMAT == "tfrecord_gzip" and match.path.endswith(".gz"):
-                continue
             with FileSystems.open(match.path) as f:
                 tokens = f.read().decode("utf-8", "backslashreplace").splitlines()
             summaries[match.path.rsplit("/", 1)[-1]] = {

@@ -1,8 +1,11 @@
 """The vocabulary every lookup kind shares: learned with counts, applied with Keras's layout.
 
-Vocabularies are written as gzipped TFRecord files of "<count> <token>" entries
-(tft's `store_frequency=True, file_format="tfrecord_gzip"`): unlike tft's text format
-this keeps tokens that contain spaces or are empty, and the counts feed the run summary.
+Vocabularies are text files of "<count> <token>" lines (tft's `store_frequency=True`),
+so the counts feed the run summary. The lookup splits each line at its spaces, so a
+space inside a string token is stored as U+241F (SYMBOL FOR UNIT SEPARATOR) and mapped
+back when the file is read. tft's text files drop the empty token and tokens with a
+newline; such values are OOV. (The gzipped-TFRecord format keeps them, but a lookup
+table built from it cannot be re-exported inside the serving SavedModel.)
 Order is tft's: count descending, ties broken by token bytes descending, which is also
 Keras's order for strings.
 """
@@ -13,7 +16,25 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform import mappers
 
-FILE_FORMAT = "tfrecord_gzip"
+FILE_FORMAT = "text"
+SPACE = " "
+SPACE_ESCAPE = "\u241f"
+
+
+def _escape(x):
+    if x.dtype != tf.string:
+        return x
+    if isinstance(x, tf.RaggedTensor):
+        return x.with_flat_values(tf.strings.regex_replace(x.flat_values, SPACE, SPACE_ESCAPE))
+    if isinstance(x, tf.SparseTensor):
+        return tf.SparseTensor(x.indices, tf.strings.regex_replace(x.values, SPACE, SPACE_ESCAPE),
+                               x.dense_shape)
+    return tf.strings.regex_replace(x, SPACE, SPACE_ESCAPE)
+
+
+def unescape(token: str) -> str:
+    """A token as read from a vocabulary file -> the token as it was in the data."""
+    return token.replace(SPACE_ESCAPE, SPACE)
 
 
 def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):
@@ -22,7 +43,7 @@ def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):
     Returns the deferred vocabulary path that `apply` takes.
     """
     return tft.vocabulary(
-        x, top_k=top_k, frequency_threshold=min_frequency, vocab_filename=name,
+        _escape(x), top_k=top_k, frequency_threshold=min_frequency, vocab_filename=name,
         store_frequency=True, file_format=FILE_FORMAT, name=f"{name}_vocabulary")
 
 
@@ -31,7 +52,7 @@ def apply(x, vocabulary_path, name: str):
     # tft's public apply_vocabulary cannot read files that store frequencies;
     # compute_and_apply_vocabulary reads them through this same internal function.
     return mappers._apply_vocabulary_internal(  # pylint: disable=protected-access
-        x, vocabulary_path, default_value=-1, num_oov_buckets=0, lookup_fn=None,
+        _escape(x), vocabulary_path, default_value=-1, num_oov_buckets=0, lookup_fn=None,
         file_format=FILE_FORMAT, store_frequency=True, name=f"{name}_apply")
 
 

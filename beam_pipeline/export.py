@@ -1,0 +1,96 @@
+"""The serving SavedModel: raw data in, predictions out, the tf.Transform graph inside.
+
+Signatures:
+  serving_default(examples: string[None])  serialized tf.Example of RAW features (label
+                                           optional, ignored) -> predictions
+  serving_raw(<column>: [None] each)       named dense raw tensors, as JSON "instances"
+                                           requests carry them; NaN (float) or "" (string)
+                                           marks a missing value -> predictions
+  transform_features(examples)             -> the transformed features, for skew debugging
+
+It loads with `tf.saved_model.load` in a process that imports only TensorFlow: the
+vocabularies are assets inside it.
+"""
+
+from typing import Dict
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+
+
+def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
+    """[batch] dense raw values -> the [batch, 1] VarLen SparseTensor tf.Transform expects."""
+    if values.dtype == tf.string:
+        present = tf.not_equal(values, "")
+    elif values.dtype.is_floating:
+        present = tf.logical_not(tf.math.is_nan(values))
+    else:
+        present = tf.ones_like(values, dtype=tf.bool)
+    rows = tf.where(present)[:, 0]
+    return tf.SparseTensor(
+        indices=tf.stack([rows, tf.zeros_like(rows)], axis=1),
+        values=tf.boolean_mask(values, present),
+        dense_shape=tf.stack([tf.shape(values, out_type=tf.int64)[0], tf.constant(1, tf.int64)]))
+
+
+def _predictions(task: str, scores: tf.Tensor) -> Dict[str, tf.Tensor]:
+    if task == "binary":
+        probability = tf.reshape(scores, [-1])
+        return {"probability": probability,
+                "class_id": tf.cast(probability >= 0.5, tf.int64)}
+    if task == "multiclass":
+        return {"probabilities": scores, "class_id": tf.argmax(scores, axis=1)}
+    return {"value": tf.reshape(scores, [-1])}
+
+
+def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, task: str,
+           export_dir: str) -> None:
+    """Writes the serving SavedModel of `model` with `tft_output`'s graph to `export_dir`."""
+    raw_spec = tft_output.raw_feature_spec()
+    feature_columns = sorted(k for k in raw_spec if k != label)
+    model_inputs = list(model.input.keys()) if isinstance(model.input, dict) else \
+        [t.name for t in model.inputs]
+
+    module = tf.Module()
+    module.model = model
+    module.tft_layer = tft_output.transform_features_layer()
+
+    def transform(raw: Dict[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
+        if label and label not in raw:  # the graph also maps the label; serving has none
+            raw = dict(raw)
+            raw[label] = tf.SparseTensor(
+                tf.zeros([0, 2], tf.int64), tf.zeros([0], raw_spec[label].dtype),
+                tf.stack([tf.shape(next(iter(raw.values())), out_type=tf.int64)[0],
+                          tf.constant(1, tf.int64)]))
+        return module.tft_layer(raw)
+
+    def predict(raw):
+        transformed = transform(raw)
+        scores = module.model({k: transformed[k] for k in model_inputs}, training=False)
+        return _predictions(task, scores)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serving_default(examples):
+        return predict(tf.io.parse_example(examples, raw_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        transformed = transform(tf.io.parse_example(examples, raw_spec))
+        return {k: v for k, v in transformed.items() if k != label}
+
+    raw_signature = {name: tf.TensorSpec([None], raw_spec[name].dtype, name=name)
+                     for name in feature_columns}
+
+    @tf.function(input_signature=[raw_signature])
+    def serving_raw(columns):
+        return predict({name: _dense_to_sparse(columns[name]) for name in feature_columns})
+
+    module.serving_default = serving_default
+    module.serving_raw = serving_raw
+    module.transform_features = transform_features
+    tf.saved_model.save(module, export_dir, signatures={
+        "serving_default": serving_default,
+        "serving_raw": serving_raw.get_concrete_function(),
+        "transform_features": transform_features,
+    })

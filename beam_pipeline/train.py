@@ -1,0 +1,107 @@
+"""`train`: fit the Keras model on the transformed TFRecords, evaluate, export with the graph inside."""
+
+import json
+from typing import Dict, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import export, layout
+from beam_pipeline.config import Config, ConfigError
+from beam_pipeline.model import build_model, infer_task
+from beam_pipeline.summary import read_vocabulary
+from beam_pipeline import features
+
+
+def transformed_dataset(out: str, split: str, feature_spec: Dict, label: str,
+                        batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(features, label) batches from a split's gzipped TFRecords: parallel reads, prefetch."""
+    files = tf.io.gfile.glob(layout.data_pattern(out, split))
+    if not files:
+        raise ConfigError(f"output.dir: no {split} TFRecords under {out}; run preprocess first")
+    ds = tf.data.Dataset.from_tensor_slices(sorted(files))
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=not shuffle)
+    if shuffle:
+        ds = ds.shuffle(10_000, seed=seed)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        target = parsed.pop(label)
+        return parsed, target
+
+    return ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE) \
+        .prefetch(tf.data.AUTOTUNE)
+
+
+def index_sizes(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, int]:
+    """Size of each lookup/text feature's id space (vocabulary plus OOV/padding ids)."""
+    sizes = {}
+    for feature in config.features:
+        if isinstance(feature, features.TextVectorization):
+            sizes[feature.name] = len(read_vocabulary(
+                tft_output.vocabulary_file_by_name(feature.name))) + 2
+        elif isinstance(feature, features.StringLookup):
+            sizes[feature.name] = len(read_vocabulary(
+                tft_output.vocabulary_file_by_name(feature.name))) + feature.num_oov_indices
+    return sizes
+
+
+def _labels(ds: tf.data.Dataset) -> np.ndarray:
+    return np.concatenate([y.numpy() for _, y in ds])
+
+
+def baseline(task: str, train_labels: np.ndarray, eval_labels: np.ndarray) -> Dict[str, float]:
+    """The trivial predictor's eval score: majority class accuracy, or the train mean's MSE."""
+    if task == "regression":
+        return {"mse": float(np.mean((eval_labels - train_labels.mean()) ** 2))}
+    values, counts = np.unique(train_labels, return_counts=True)
+    majority = values[np.argmax(counts)]
+    return {"accuracy": float(np.mean(eval_labels == majority))}
+
+
+def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
+    """Trains on the train split, evaluates on eval, writes metrics and the serving export.
+
+    Returns the trained Keras model and the metrics dict (also written to
+    `OUTPUT/model/metrics.json`).
+    """
+    if config.preprocessing_fn:
+        raise ConfigError("preprocessing_fn: train builds its model from `features:`; "
+                          "with your own preprocessing_fn, train your own model on the TFRecords")
+    out, mc = config.output.dir, config.model
+    tft_output = tft.TFTransformOutput(out)
+    spec = tft_output.transformed_feature_spec()
+    label = config.label.name if config.label else None
+    train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
+    eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
+    train_labels, eval_labels = _labels(train_ds), _labels(eval_ds)
+    task, classes = infer_task(config, mc, np.unique(train_labels).tolist())
+    model_spec = {k: v for k, v in spec.items() if k != label}
+    model = build_model(config, mc, model_spec, index_sizes(config, tft_output), task, classes)
+    callbacks = []
+    if mc.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            patience=mc.early_stopping_patience, restore_best_weights=True))
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=mc.epochs,
+                        callbacks=callbacks, verbose=verbose)
+    evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
+    metrics = {
+        "task": task, "classes": classes,
+        "epochs_run": len(history.history["loss"]),
+        "eval": {k: float(v) for k, v in evaluation.items()},
+        "baseline": baseline(task, train_labels, eval_labels),
+        "rows": {"train": int(train_labels.size), "eval": int(eval_labels.size)},
+    }
+    export_dir = layout.model_dir(out)
+    export.export(model, tft_output, label, task, export_dir)
+    metrics["export_dir"] = export_dir
+    with FileSystems.create(layout.metrics_path(out)) as f:
+        f.write(json.dumps(metrics, indent=2).encode("utf-8"))
+    return model, metrics
