@@ -77,8 +77,9 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
                           "with your own preprocessing_fn, train your own model on the TFRecords")
     out, mc = config.output.dir, config.model
     tft_output = tft.TFTransformOutput(out)
-    spec = tft_output.transformed_feature_spec()
     label = config.label.name if config.label else None
+    spec = {k: v for k, v in tft_output.transformed_feature_spec().items()
+            if k not in mc.exclude_features}
     train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
     eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
     train_labels, eval_labels = _labels(train_ds), _labels(eval_ds)

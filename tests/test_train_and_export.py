@@ -1,0 +1,149 @@
+"""Training on the transformed data, and the exported model serving raw data with no skew."""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam_pipeline.config import ModelConfig
+from tests import reference
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _example(row, with_label):
+    feature = {}
+    for name in ("f_normal", "f_uniform", "f_missing"):
+        if not np.isnan(row[name]):
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[row[name]]))
+    for name in ("id", "int_cat") + (("label",) if with_label else ()):
+        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(row[name])]))
+    for name in ("cat_small", "cat_mid", "cat_big", "text"):
+        feature[name] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[row[name].encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _edge_examples():
+    def ex(**values):
+        feature = {}
+        for k, v in values.items():
+            if isinstance(v, float):
+                feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+            elif isinstance(v, int):
+                feature[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+            else:
+                feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return [
+        # unseen categories everywhere, including the integer one
+        ex(f_normal=1.0, f_missing=2.0, cat_small="never-seen", cat_mid="zz", cat_big="zz",
+           int_cat=999_999, text="ka zzz-never-seen"),
+        # every optional feature missing
+        ex(),
+        # empty text
+        ex(f_normal=1.0, text=""),
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(pipeline_run, tmp_path_factory):
+    """Trains on a copy of the shared run and exports; returns (config, model, metrics)."""
+    from beam_pipeline import train
+    config, _ = pipeline_run
+    out = str(tmp_path_factory.mktemp("train") / "out")
+    shutil.copytree(config.output.dir, out)
+    config = dataclasses.replace(
+        config, output=dataclasses.replace(config.output, dir=out),
+        model=ModelConfig(epochs=10, exclude_features=("id",), batch_size=64))
+    model, metrics = train.train(config, verbose=0)
+    return config, model, metrics
+
+
+def test_training_beats_the_trivial_baseline(trained):
+    _, _, metrics = trained
+    assert metrics["task"] == "binary"
+    assert metrics["eval"]["accuracy"] > metrics["baseline"]["accuracy"] + 0.03, metrics
+
+
+@pytest.fixture(scope="module")
+def served(trained, csv_dir, tmp_path_factory):
+    """The export served in a fresh TensorFlow-only process after the tft output is deleted."""
+    config, model, _ = trained
+    out = config.output.dir
+    transformed = reference.read_transformed(out, "eval")
+    ids = transformed.pop("id")
+    label = transformed.pop("label")
+    expected = model.predict({k: v for k, v in transformed.items()}, verbose=0).reshape(-1)
+    raw = reference.raw_frame(csv_dir).set_index("id", drop=False).loc[ids]
+    rows = raw.to_dict("records")
+    work = tmp_path_factory.mktemp("serve")
+    requests = {
+        "examples": np.array([_example(r, with_label=i % 2 == 0) for i, r in enumerate(rows)],
+                             dtype=object),
+        "edge": np.array(_edge_examples(), dtype=object),
+        "wrong_dtype": np.array([tf.train.Example(features=tf.train.Features(feature={
+            "f_normal": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"1.5"]))}))
+            .SerializeToString()], dtype=object),
+    }
+    for name in ("f_normal", "f_uniform", "f_missing"):
+        requests[f"raw_{name}"] = raw[name].to_numpy(np.float32)
+    for name in ("id", "int_cat"):
+        requests[f"raw_{name}"] = raw[name].to_numpy(np.int64)
+    for name in ("cat_small", "cat_mid", "cat_big", "text"):
+        requests[f"raw_{name}"] = raw[name].to_numpy(dtype=object).astype(bytes)
+    np.savez(work / "requests.npz", **requests)
+    for folder in ("transform_fn", "transformed_metadata", "metadata"):
+        shutil.rmtree(os.path.join(out, folder))
+    model_dir = os.path.join(out, "model", "serving")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "serving_check.py"), model_dir,
+         str(work / "requests.npz"), str(work / "result.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return expected, label, dict(np.load(work / "result.npz"))
+
+
+def test_no_skew_between_training_path_and_served_raw_examples(served):
+    expected, _, result = served
+    assert result["by_example"].shape == expected.shape
+    np.testing.assert_allclose(result["by_example"], expected, atol=1e-6)
+
+
+def test_raw_tensor_signature_agrees_with_example_signature(served):
+    _, _, result = served
+    np.testing.assert_allclose(result["by_raw"], result["by_example"], atol=1e-6)
+
+
+def test_unseen_categories_map_to_oov(served):
+    edge = served[2]
+    assert edge["edge_cat_small"][0] == 0          # one OOV index
+    assert edge["edge_cat_big"][0] < 4             # one of four OOV indices
+    assert edge["edge_int_cat"][0] < 3             # one of three OOV indices
+    first, second, rest = edge["edge_text"][0][0], edge["edge_text"][0][1], edge["edge_text"][0][2:]
+    assert first >= 2 and second == 1 and not rest.any()  # known token, OOV, padding
+
+
+def test_missing_features_are_imputed_as_in_training(served):
+    edge = served[2]
+    assert edge["edge_f_normal"][1] == 0.0 and edge["edge_f_missing"][1] == 0.0
+    assert edge["edge_f_missing_missing"][1] == 1 and edge["edge_f_missing_missing"][0] == 0
+    assert edge["edge_cat_small"][1] == 0
+    assert np.isfinite(edge["edge_predictions"]).all()
+
+
+def test_empty_text_is_all_padding(served):
+    edge = served[2]
+    assert edge["edge_text"][2].tolist() == [0] * edge["edge_text"].shape[1]
+    assert edge["edge_text"][1].tolist() == [0] * edge["edge_text"].shape[1]
+
+
+def test_wrong_dtype_fails_with_a_clear_error(served):
+    message = str(served[2]["wrong_dtype_error"])
+    assert message, "a bytes value for a float feature must raise"
+    assert "f_normal" in message and "Data types don't match" in message, message
