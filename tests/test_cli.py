@@ -30,8 +30,14 @@ def test_two_runs_give_identical_split_membership(cli_run, pipeline_run):
         a = reference.read_transformed(cli_out, split)
         b = reference.read_transformed(pipeline_run[0].output.dir, split)
         order_a, order_b = np.argsort(a["id"]), np.argsort(b["id"])
+        np.testing.assert_array_equal(a["id"][order_a], b["id"][order_b])
         for key in a:
-            np.testing.assert_array_equal(a[key][order_a], b[key][order_b], err_msg=key)
+            if a[key].dtype.kind == "f":
+                # tft.var's last float32 bit depends on the combine order (tft-beam-notes.md).
+                np.testing.assert_allclose(a[key][order_a], b[key][order_b], rtol=1e-5,
+                                           atol=1e-6, err_msg=key)
+            else:
+                np.testing.assert_array_equal(a[key][order_a], b[key][order_b], err_msg=key)
 
 
 def test_cli_refuses_a_non_empty_output_folder(cli_run, capsys):

@@ -58,7 +58,7 @@ def test_pipeline_builds_for_dataflow_without_submitting(csv_dir, tmp_path):
 def test_sdist_contains_the_package(tmp_path):
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir",
                     str(tmp_path), REPO], check=True, capture_output=True, timeout=300)
-    (sdist,) = tmp_path.glob("beam_pipeline-*.tar.gz")
+    (sdist,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for module in ("setup.py", "pyproject.toml", "beam_pipeline/pipeline.py",
