@@ -52,9 +52,12 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     model_inputs = list(model.input.keys()) if isinstance(model.input, dict) else \
         [t.name for t in model.inputs]
 
-    module = tf.Module()
-    module.model = model
-    module.tft_layer = tft_output.transform_features_layer()
+    # ExportArchive restores Keras 3 variables in graph-mode loaders too (TF Serving,
+    # saved_model_cli run); a plain tf.Module export only served through TF2 eager loading.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    tft_layer = tft_output.transform_features_layer()
+    archive.track(tft_layer)
 
     def transform(raw: Dict[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
         if label and label not in raw:  # the graph also maps the label; serving has none
@@ -63,18 +66,16 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
                 tf.zeros([0, 2], tf.int64), tf.zeros([0], raw_spec[label].dtype),
                 tf.stack([tf.shape(next(iter(raw.values())), out_type=tf.int64)[0],
                           tf.constant(1, tf.int64)]))
-        return module.tft_layer(raw)
+        return tft_layer(raw)
 
     def predict(raw):
         transformed = transform(raw)
-        scores = module.model({k: transformed[k] for k in model_inputs}, training=False)
+        scores = model({k: transformed[k] for k in model_inputs}, training=False)
         return _predictions(task, scores)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serving_default(examples):
         return predict(tf.io.parse_example(examples, raw_spec))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples):
         transformed = transform(tf.io.parse_example(examples, raw_spec))
         return {k: v for k, v in transformed.items() if k != label}
@@ -82,15 +83,11 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     raw_signature = {name: tf.TensorSpec([None], raw_spec[name].dtype, name=name)
                      for name in feature_columns}
 
-    @tf.function(input_signature=[raw_signature])
     def serving_raw(columns):
         return predict({name: _dense_to_sparse(columns[name]) for name in feature_columns})
 
-    module.serving_default = serving_default
-    module.serving_raw = serving_raw
-    module.transform_features = transform_features
-    tf.saved_model.save(module, export_dir, signatures={
-        "serving_default": serving_default,
-        "serving_raw": serving_raw.get_concrete_function(),
-        "transform_features": transform_features,
-    })
+    examples_spec = [tf.TensorSpec([None], tf.string, name="examples")]
+    archive.add_endpoint("serving_default", serving_default, examples_spec)
+    archive.add_endpoint("serving_raw", serving_raw, [raw_signature])
+    archive.add_endpoint("transform_features", transform_features, examples_spec)
+    archive.write_out(export_dir, verbose=False)

@@ -147,3 +147,18 @@ def test_wrong_dtype_fails_with_a_clear_error(served):
     message = str(served[2]["wrong_dtype_error"])
     assert message, "a bytes value for a float feature must raise"
     assert "f_normal" in message and "Data types don't match" in message, message
+
+
+def test_saved_model_cli_runs_the_raw_signature(trained):
+    config, _, _ = trained
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    exprs = ('f_normal=[1.0];f_uniform=[50.0];f_missing=[2.0];cat_small=["c0"];'
+             'cat_mid=["m1"];cat_big=["b9"];int_cat=[3];text=["ka lo"];id=[1]')
+    proc = subprocess.run(
+        [cli, "run", "--dir", os.path.join(config.output.dir, "model", "serving"),
+         "--tag_set", "serve", "--signature_def", "serving_raw", "--input_exprs", exprs],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probability = float(proc.stdout.split("Result for output key probability:")[1]
+                        .strip().strip("[]").split()[0])
+    assert 0.0 < probability < 1.0
