@@ -3,6 +3,7 @@
     beam-pipeline preprocess --config CONFIG [--overwrite] [beam pipeline options...]
     beam-pipeline train --config CONFIG          (fits, evaluates, exports the serving model)
     beam-pipeline predict --model DIR --input FILE [--output FILE]
+    beam-pipeline inspect OUTPUT [--records N]
 
 Every argument the command does not know is a Beam pipeline option and reaches
 `PipelineOptions` unchanged (`--runner DataflowRunner --project ... --region ...
@@ -48,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", help="write JSON lines here instead of printing")
     predict.add_argument("--limit", type=int, default=None, help="print at most N rows")
     predict.add_argument("--log-level", default="WARNING")
+    inspect = commands.add_parser(
+        "inspect", help="summarize a finished run; with --records, raw rows next to their transform")
+    inspect.add_argument("output", help="the run's output folder")
+    inspect.add_argument("--records", type=int, default=0,
+                         help="show the first N input rows and their transformed features")
+    inspect.add_argument("--log-level", default="WARNING")
     return parser
 
 
@@ -89,6 +96,10 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "inspect":
+            from beam_pipeline import inspect_run  # pylint: disable=import-outside-toplevel
+            print(inspect_run.inspect(args.output, args.records))
+            return 0
         config = load_config(args.config)
         # Imported late: TensorFlow and Beam take seconds to import, --help should not.
         from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel

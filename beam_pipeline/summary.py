@@ -50,7 +50,11 @@ def build_summary(config: Config, counters: Dict[str, int], numeric: Dict,
     out = config.output.dir
     return {
         "config": config.path,
-        "input": config.input.file_pattern,
+        "input": {
+            "file_pattern": config.input.file_pattern, "header": config.input.header,
+            "delimiter": config.input.delimiter,
+            "columns": [{"name": c.name, "type": c.type} for c in config.columns],
+        },
         "output": out,
         "wall_seconds": round(seconds, 2),
         "rows": {

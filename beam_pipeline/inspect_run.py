@@ -1,0 +1,131 @@
+"""`inspect`: a readable account of a finished run, optionally with raw rows next to their transform."""
+
+import csv
+import io
+import itertools
+import json
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import layout, summary as run_summary
+from beam_pipeline.config import ConfigError
+from beam_pipeline.sources.csv import matching_files
+
+_DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+
+
+def load_summary(out: str) -> Dict:
+    """The run summary of the run under `out`; ConfigError if there is none."""
+    path = layout.run_summary_path(out)
+    if not FileSystems.exists(path):
+        raise ConfigError(f"inspect: no run summary at {path}; is {out} a preprocess output?")
+    with FileSystems.open(path) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def read_raw_rows(input_section: Dict, limit: int) -> List[Dict[str, str]]:
+    """The first `limit` rows of the run's first input file, as CSV text cells."""
+    files = matching_files(input_section["file_pattern"])
+    names = [c["name"] for c in input_section["columns"]]
+    rows: List[Dict[str, str]] = []
+    for path in files:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+            text = io.TextIOWrapper(io.BytesIO(f.read()), encoding="utf-8-sig", newline="")
+        reader = csv.reader(text, delimiter=input_section["delimiter"])
+        if input_section["header"]:
+            next(reader, None)
+        for cells in itertools.islice(reader, limit - len(rows)):
+            rows.append(dict(zip(names, cells)))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def _raw_tensors(rows: List[Dict[str, str]], columns: List[Dict]) -> Dict[str, tf.SparseTensor]:
+    """Rows -> the [batch, 1] VarLen sparse tensors the transform graph takes; "" is missing."""
+    tensors = {}
+    for column in columns:
+        name, dtype = column["name"], _DTYPES[column["type"]]
+        present = [i for i, row in enumerate(rows) if row.get(name, "") != ""]
+        values = [rows[i][name] for i in present]
+        if dtype == tf.string:
+            values = tf.constant(values, tf.string)
+        else:
+            values = tf.constant(np.array(values, dtype=dtype.as_numpy_dtype))
+        tensors[name] = tf.SparseTensor(
+            indices=[[i, 0] for i in present] or tf.zeros([0, 2], tf.int64),
+            values=values, dense_shape=[len(rows), 1])
+    return tensors
+
+
+def transform_rows(out: str, rows: List[Dict[str, str]], columns: List[Dict]) -> Dict:
+    """The run's own transform graph applied to raw rows: `{feature: array}`."""
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+    transformed = tft.TFTransformOutput(out).transform_raw_features(
+        _raw_tensors(rows, columns), drop_unused_features=True)
+    return {k: v.numpy() for k, v in transformed.items()}
+
+
+def _format_value(value) -> str:
+    if isinstance(value, np.ndarray):
+        return "[" + " ".join(_format_value(v) for v in value.tolist()) + "]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def format_run(summary: Dict, out: str) -> str:
+    """Config, rows, statistics, vocabularies and where each artifact is, as text."""
+    lines = [f"run under {out}", f"  config: {summary['config']}",
+             f"  input: {summary['input']['file_pattern']}",
+             f"  wall time: {summary['wall_seconds']} s"]
+    rows = summary["rows"]
+    lines.append(f"  rows read {rows['read']:,}; written " + ", ".join(
+        f"{s} {n:,}" for s, n in rows["written"].items()))
+    lines.append("  numeric statistics (train split):")
+    for name, s in summary["statistics"]["numeric"].items():
+        if s["count"]:
+            lines.append(f"    {name:<20} mean {s['mean']:<12.6g} std {s['variance'] ** 0.5:<12.6g}"
+                         f" min {s['min']:<12.6g} max {s['max']:<12.6g} missing {s['missing']:,}")
+        else:
+            lines.append(f"    {name:<20} no values, missing {s['missing']:,}")
+    lines.append("  vocabularies:")
+    for name, v in summary["statistics"]["vocabularies"].items():
+        top = ", ".join(repr(e["token"]) for e in v["top"][:5])
+        lines.append(f"    {name:<20} {v['size']:,} entries; top {top}")
+    lines.append("  artifacts:")
+    for name, path in summary["artifacts"].items():
+        if isinstance(path, dict):
+            for split, pattern in path.items():
+                lines.append(f"    {name} {split}: {pattern}")
+        else:
+            exists = "" if FileSystems.exists(path) else "  (missing)"
+            lines.append(f"    {name}: {path}{exists}")
+    return "\n".join(lines)
+
+
+def format_records(rows: List[Dict[str, str]], transformed: Dict) -> str:
+    """Each raw row followed by its transformed features."""
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(f"record {i}")
+        lines.append("  raw:         " + ", ".join(f"{k}={v!r}" for k, v in row.items()))
+        lines.append("  transformed: " + ", ".join(
+            f"{k}={_format_value(transformed[k][i])}" for k in sorted(transformed)))
+    return "\n".join(lines)
+
+
+def inspect(out: str, records: int = 0) -> str:
+    """The text `beam-pipeline inspect` prints for the run under `out`."""
+    summary = load_summary(out)
+    text = format_run(summary, out)
+    if records:
+        rows = read_raw_rows(summary["input"], records)
+        transformed = transform_rows(out, rows, summary["input"]["columns"])
+        text += "\n\nfirst rows of the input, through this run's transform graph:\n"
+        text += format_records(rows, transformed)
+    return text
