@@ -5,7 +5,7 @@
       data/eval/...
       transform_fn/  transformed_metadata/          tf.Transform's output
       metadata/                                     the raw schema (TFTransformOutput reads it)
-      statistics/numeric.json                       raw numeric statistics of the train split
+      statistics/train.json                         column statistics of the train split
       run_summary.json                              rows, statistics, vocabularies
 """
 
@@ -24,8 +24,8 @@ def data_pattern(out: str, split: str) -> str:
     return data_prefix(out, split) + "-*" + DATA_SUFFIX
 
 
-def numeric_statistics_path(out: str) -> str:
-    return FileSystems.join(out, "statistics", "numeric.json")
+def statistics_path(out: str) -> str:
+    return FileSystems.join(out, "statistics", "train.json")
 
 
 def raw_metadata_dir(out: str) -> str:

@@ -8,9 +8,11 @@ memory. Two reads keep peak memory flat in the number of rows.
 
 import dataclasses
 import json
-from typing import Dict
+from typing import Dict, Optional
 
 import apache_beam as beam
+import numpy as np
+import pyarrow.compute as pc
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -20,15 +22,17 @@ from beam_pipeline import layout, preprocessing
 from beam_pipeline.config import Config
 from beam_pipeline.sources import csv
 from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
-from beam_pipeline.statistics import NumericStatistics
+from beam_pipeline import features
+from beam_pipeline.statistics import TrainStatistics
 
 
 class EncodeExamples(beam.DoFn):
     """Transformed Arrow record batches -> serialized tf.Example, in C++ (tfx_bsl)."""
 
-    def __init__(self, transformed_schema, split: str):
+    def __init__(self, transformed_schema, split: str, label: Optional[str] = None):
         self._schema = transformed_schema.SerializeToString()
         self._split = split
+        self._label = label
         self._encoder = None
         self._written = None
 
@@ -43,7 +47,26 @@ class EncodeExamples(beam.DoFn):
         record_batch, _ = element
         examples = self._encoder.encode(record_batch)
         self._written.inc(len(examples))
+        if self._label:
+            # A class label's distribution per split, as counters (few distinct values).
+            labels = pc.list_flatten(record_batch.column(
+                record_batch.schema.get_field_index(self._label)))
+            for value, count in zip(*np.unique(labels.to_numpy(), return_counts=True)):
+                beam.metrics.Metrics.counter(
+                    METRICS_NAMESPACE, f"label_{self._split}_{value}").inc(int(count))
         yield from examples
+
+
+def statistics_for(config: Config) -> TrainStatistics:
+    """The statistics combiner for the config's columns and features."""
+    lookups = [f for f in config.features if isinstance(f, features.StringLookup)]
+    if config.label and config.label.kind == "string_lookup":
+        lookups.append(config.label)
+    return TrainStatistics(
+        numeric=[c.name for c in config.columns if c.type in ("float", "int")],
+        categorical=sorted({f.column for f in lookups}),
+        text={f.name: (f.column, f.standardize) for f in config.features
+              if isinstance(f, features.TextVectorization)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +91,11 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
     out = config.output.dir
     adapter_config = csv.csv_tfxio(config).TensorAdapterConfig()
     preprocessing_fn = preprocessing.preprocessing_fn_for(config)
-    numeric_columns = [c.name for c in config.columns if c.type in ("float", "int")]
     split_args = (config.split.key, config.split.eval_fraction)
+    class_label = config.label.name if config.label and (
+        config.label.kind == "string_lookup" or config.label.column_type == "int") else None
     handles = Handles(
-        statistics_path=layout.numeric_statistics_path(out),
+        statistics_path=layout.statistics_path(out),
         data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS})
 
     with tft_beam.Context(temp_dir=temp_dir):
@@ -84,7 +108,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
             preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
         _ = (train
-             | "NumericStatistics" >> beam.CombineGlobally(NumericStatistics(numeric_columns))
+             | "TrainStatistics" >> beam.CombineGlobally(statistics_for(config))
              | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteStatistics" >> beam.io.WriteToText(
                  handles.statistics_path, shard_name_template=""))
@@ -101,7 +125,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
                 | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
             _ = (transformed
                  | f"Encode{name}" >> beam.ParDo(
-                     EncodeExamples(transformed_metadata.schema, split))
+                     EncodeExamples(transformed_metadata.schema, split, class_label))
                  | f"Write{name}" >> beam.io.WriteToTFRecord(
                      handles.data_prefixes[split], file_name_suffix=layout.DATA_SUFFIX,
                      num_shards=config.output.num_shards,
@@ -124,7 +148,7 @@ def read_counters(result) -> Dict[str, int]:
     return counters
 
 
-def read_numeric_statistics(path: str) -> Dict:
-    """Reads the JSON the `NumericStatistics` step wrote."""
+def read_statistics(path: str) -> Dict:
+    """Reads the JSON the `TrainStatistics` step wrote."""
     with FileSystems.open(path) as f:
         return json.loads(f.read().decode("utf-8"))

@@ -48,7 +48,7 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False) -> Di
     """Runs the preprocessing job end to end and returns the run summary.
 
     Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
-    output, the raw schema, the numeric statistics and `run_summary.json`.
+    output, the raw schema, the train statistics and `run_summary.json`.
     """
     started = time.time()
     preflight(config, overwrite)
@@ -60,8 +60,8 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False) -> Di
     result = p.run()
     result.wait_until_finish()
     counters = pipeline.read_counters(result)
-    numeric = pipeline.read_numeric_statistics(handles.statistics_path)
-    run_summary = summary.build_summary(config, counters, numeric, time.time() - started)
+    statistics = pipeline.read_statistics(handles.statistics_path)
+    run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
     summary.write_summary(run_summary, layout.run_summary_path(out))
     if FileSystems.exists(temp_dir):
         FileSystems.delete([temp_dir])

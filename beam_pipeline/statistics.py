@@ -1,21 +1,32 @@
-"""Exact per-column statistics of the raw numeric columns, combined over Arrow record batches.
+"""Exact per-column statistics of the train split, combined over Arrow record batches.
 
-This is the "numeric" part of the run summary: count, missing, mean, population
-variance, min and max of every raw float/int column over the train split, computed in
-the same pass that feeds tf.Transform's analysis. Accumulators are a handful of floats
-per column, so the combine lifts on any runner.
+Computed in the same pass that feeds tf.Transform's analysis (no second read, no sample):
+- every raw float/int column: count, missing, mean, population variance, min, max, and
+  a log-linear histogram sketch (buckets about 3% wide in relative terms) from which the
+  report draws histograms and quantiles;
+- every column a lookup reads: how many rows have a value (the vocabulary coverage's
+  denominator);
+- every text column: tokens per row after the feature's own standardize and split
+  (the token-length distribution, and the total token count).
+Accumulators are bounded (a few floats per column, a few thousand histogram buckets), so
+the combine lifts on any runner.
 """
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from beam_pipeline.features.text_vectorization import KERAS_STRIP_REGEX
+
 # count, mean, M2 (sum of squared deviations), min, max, missing rows
 _EMPTY = (0, 0.0, 0.0, math.inf, -math.inf, 0)
+# Mantissa steps per power of two in the histogram sketch: 32 gives buckets ~3% wide.
+SKETCH_STEPS = 32
+MAX_TOKENS_PER_ROW = 10_000  # longer rows share the last length bucket
 
 
 def _merge(a, b):
@@ -30,44 +41,129 @@ def _merge(a, b):
             min(min_a, min_b), max(max_a, max_b), miss_a + miss_b)
 
 
-def _batch_accumulator(column: pa.Array):
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float64)
-    missing = int((lengths == 0).sum())
-    if values.size == 0:
-        return _EMPTY[:5] + (missing,)
-    mean = float(values.mean())
-    return (int(values.size), mean, float(((values - mean) ** 2).sum()),
-            float(values.min()), float(values.max()), missing)
+def sketch_keys(values: np.ndarray) -> np.ndarray:
+    """Log-linear bucket ids of finite values: sign * (exponent, top mantissa bits); 0 for 0."""
+    mantissa, exponent = np.frexp(np.abs(values))
+    steps = np.floor((mantissa - 0.5) * 2 * SKETCH_STEPS).astype(np.int64)
+    keys = (exponent.astype(np.int64) + 1100) * SKETCH_STEPS + steps + 1
+    return np.where(values == 0, 0, np.sign(values).astype(np.int64) * keys)
 
 
-class NumericStatistics(beam.CombineFn):
-    """Combines record batches into `{column: {count, missing, mean, variance, min, max}}`."""
+def sketch_bounds(key: int):
+    """The [low, high) value range of a sketch bucket id."""
+    if key == 0:
+        return 0.0, 0.0
+    sign, key = (1 if key > 0 else -1), abs(key) - 1
+    exponent, step = divmod(key, SKETCH_STEPS)
+    exponent -= 1100
+    low = math.ldexp(0.5 + step / (2 * SKETCH_STEPS), exponent)
+    high = math.ldexp(0.5 + (step + 1) / (2 * SKETCH_STEPS), exponent)
+    return (low, high) if sign > 0 else (-high, -low)
 
-    def __init__(self, columns: Sequence[str]):
-        self._columns = list(columns)
 
-    def create_accumulator(self) -> List[tuple]:
-        return [_EMPTY] * len(self._columns)
+def _add_counts(into: Dict, keys: np.ndarray) -> None:
+    unique, counts = np.unique(keys, return_counts=True)
+    for key, count in zip(unique.tolist(), counts.tolist()):
+        into[key] = into.get(key, 0) + count
+
+
+def standardize_text(values: pa.Array, mode: str) -> pa.Array:
+    """Keras's standardize in pyarrow (ASCII lower-casing, the same RE2 punctuation regex)."""
+    if mode in ("lower", "lower_and_strip_punctuation"):
+        values = pc.ascii_lower(values)
+    if mode in ("strip_punctuation", "lower_and_strip_punctuation"):
+        values = pc.replace_substring_regex(values, KERAS_STRIP_REGEX, "")
+    return values
+
+
+class TrainStatistics(beam.CombineFn):
+    """Combines record batches into `{"numeric": ..., "categorical": ..., "text": ...}`.
+
+    Args:
+      numeric: columns to describe with moments and a histogram sketch.
+      categorical: columns whose rows-with-a-value count a vocabulary coverage needs.
+      text: `{feature: (column, standardize mode)}` for token-length distributions.
+    """
+
+    def __init__(self, numeric: List[str], categorical: List[str],
+                 text: Mapping[str, Tuple[str, str]]):
+        self._numeric = list(numeric)
+        self._categorical = list(categorical)
+        self._text = dict(text)
+
+    def create_accumulator(self):
+        return {
+            "numeric": {n: (_EMPTY, {}) for n in self._numeric},
+            "categorical": {n: [0, 0] for n in self._categorical},
+            "text": {n: {} for n in self._text},
+        }
 
     def add_input(self, accumulator, batch: pa.RecordBatch):
-        return [
-            _merge(acc, _batch_accumulator(batch.column(batch.schema.get_field_index(name))))
-            for acc, name in zip(accumulator, self._columns)
-        ]
+        for name, (moments, sketch) in accumulator["numeric"].items():
+            column = batch.column(batch.schema.get_field_index(name))
+            lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+            values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float64)
+            missing = int((lengths == 0).sum())
+            if values.size:
+                mean = float(values.mean())
+                batch_moments = (int(values.size), mean, float(((values - mean) ** 2).sum()),
+                                 float(values.min()), float(values.max()), missing)
+                _add_counts(sketch, sketch_keys(values[np.isfinite(values)]))
+            else:
+                batch_moments = _EMPTY[:5] + (missing,)
+            accumulator["numeric"][name] = (_merge(moments, batch_moments), sketch)
+        for name, counts in accumulator["categorical"].items():
+            column = batch.column(batch.schema.get_field_index(name))
+            present = int(pc.sum(pc.greater(pc.fill_null(pc.list_value_length(column), 0), 0))
+                          .as_py() or 0)
+            counts[0] += present
+            counts[1] += batch.num_rows - present
+        for name, lengths in accumulator["text"].items():
+            column_name, mode = self._text[name]
+            column = batch.column(batch.schema.get_field_index(column_name))
+            texts = pc.fill_null(pc.list_element(
+                pc.if_else(pc.greater(pc.fill_null(pc.list_value_length(column), 0), 0),
+                           column, pa.scalar([b""], column.type)), 0), b"")
+            texts = standardize_text(pc.cast(texts, pa.large_string()), mode)
+            tokens = pc.list_value_length(pc.ascii_split_whitespace(texts)).to_numpy()
+            _add_counts(lengths, np.minimum(tokens, MAX_TOKENS_PER_ROW))
+        return accumulator
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for accumulator in accumulators:
-            merged = [_merge(a, b) for a, b in zip(merged, accumulator)]
+            for name, (moments, sketch) in accumulator["numeric"].items():
+                m_moments, m_sketch = merged["numeric"][name]
+                for key, count in sketch.items():
+                    m_sketch[key] = m_sketch.get(key, 0) + count
+                merged["numeric"][name] = (_merge(m_moments, moments), m_sketch)
+            for name, counts in accumulator["categorical"].items():
+                merged["categorical"][name][0] += counts[0]
+                merged["categorical"][name][1] += counts[1]
+            for name, lengths in accumulator["text"].items():
+                for key, count in lengths.items():
+                    merged["text"][name][key] = merged["text"][name].get(key, 0) + count
         return merged
 
-    def extract_output(self, accumulator) -> Dict[str, Dict[str, float]]:
-        out = {}
-        for name, (n, mean, m2, lo, hi, missing) in zip(self._columns, accumulator):
-            out[name] = {
+    def extract_output(self, accumulator) -> Dict:
+        numeric = {}
+        for name, ((n, mean, m2, lo, hi, missing), sketch) in accumulator["numeric"].items():
+            numeric[name] = {
                 "count": n, "missing": missing,
                 "mean": mean if n else None, "variance": m2 / n if n else None,
                 "min": lo if n else None, "max": hi if n else None,
+                "sketch": [[*sketch_bounds(k), c] for k, c in sorted(sketch.items())],
             }
-        return out
+        text = {}
+        for name, lengths in accumulator["text"].items():
+            text[name] = {
+                "rows": sum(lengths.values()),
+                "tokens": sum(k * c for k, c in lengths.items()),
+                "tokens_per_row": [[k, c] for k, c in sorted(lengths.items())],
+            }
+        return {
+            "numeric": numeric,
+            "categorical": {n: {"present": c[0], "missing": c[1]}
+                            for n, c in accumulator["categorical"].items()},
+            "text": text,
+        }

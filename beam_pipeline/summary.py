@@ -3,6 +3,7 @@
 import json
 from typing import Dict, List
 
+import numpy as np
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
@@ -23,7 +24,12 @@ def read_vocabulary(path: str) -> List[Dict]:
     return entries
 
 
-def _vocabulary_summaries(config: Config, top_k: int) -> Dict[str, Dict]:
+def _vocabulary_summaries(config: Config, top_k: int, statistics: Dict) -> Dict[str, Dict]:
+    """Size, top entries with counts, and coverage of each vocabulary.
+
+    Coverage is the share of the train split's values (rows with a value, or tokens for
+    text) that the kept vocabulary maps; the rest is OOV.
+    """
     tft_output = tft.TFTransformOutput(config.output.dir)
     summaries = {}
     parts = config.features + ((config.label,) if config.label else ())
@@ -32,6 +38,15 @@ def _vocabulary_summaries(config: Config, top_k: int) -> Dict[str, Dict]:
             path = tft_output.vocabulary_file_by_name(name)
             entries = read_vocabulary(path)
             summaries[name] = {"size": len(entries), "top": entries[:top_k]}
+            if name in statistics["text"]:
+                total = statistics["text"][name]["tokens"]
+            elif feature.column in statistics["categorical"]:
+                total = statistics["categorical"][feature.column]["present"]
+            else:
+                continue
+            kept = sum(e["count"] for e in entries)
+            summaries[name]["coverage"] = kept / total if total else None
+            summaries[name]["oov_rate"] = 1 - kept / total if total else None
     if config.preprocessing_fn:
         # A user's preprocessing_fn writes vocabularies in tft's text format by default.
         assets = FileSystems.join(config.output.dir, "transform_fn", "assets")
@@ -44,10 +59,43 @@ def _vocabulary_summaries(config: Config, top_k: int) -> Dict[str, Dict]:
     return summaries
 
 
-def build_summary(config: Config, counters: Dict[str, int], numeric: Dict,
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def sketch_quantiles(sketch, quantiles=QUANTILES) -> Dict[str, float]:
+    """Approximate quantiles (within one sketch bucket, about 3%) from `[low, high, count]` rows."""
+    counts = np.array([c for _, _, c in sketch], dtype=np.float64)
+    if not counts.size:
+        return {}
+    cumulative = np.cumsum(counts) / counts.sum()
+    out = {}
+    for q in quantiles:
+        i = int(np.searchsorted(cumulative, q))
+        low, high, _ = sketch[min(i, len(sketch) - 1)]
+        out[f"p{round(q * 100)}"] = (low + high) / 2
+    return out
+
+
+def _label_distribution(counters: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+    """`{split: {label value: rows}}` from the `label_<split>_<value>` counters."""
+    out: Dict[str, Dict[str, int]] = {}
+    for name, value in counters.items():
+        for split in SPLITS:
+            prefix = f"label_{split}_"
+            if name.startswith(prefix):
+                out.setdefault(split, {})[name[len(prefix):]] = value
+    return {s: dict(sorted(d.items(), key=lambda kv: int(kv[0]))) for s, d in out.items()}
+
+
+def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
                   seconds: float) -> Dict:
-    """Assembles the run summary dict (see README, "Outputs")."""
+    """Assembles the run summary dict (see README, "Outputs") from the job's counters and
+    the train statistics."""
     out = config.output.dir
+    numeric = {}
+    for name, stats in statistics["numeric"].items():
+        numeric[name] = {k: v for k, v in stats.items() if k != "sketch"}
+        numeric[name]["quantiles"] = sketch_quantiles(stats["sketch"])
     return {
         "config": config.path,
         "input": {
@@ -65,13 +113,19 @@ def build_summary(config: Config, counters: Dict[str, int], numeric: Dict,
         "statistics": {
             "split": "train",
             "numeric": numeric,
-            "vocabularies": _vocabulary_summaries(config, config.output.summary_top_k),
+            "vocabularies": _vocabulary_summaries(config, config.output.summary_top_k,
+                                                  statistics),
+            "text": {name: {"tokens": t["tokens"], "rows": t["rows"],
+                            "mean_tokens_per_row": t["tokens"] / t["rows"] if t["rows"] else None}
+                     for name, t in statistics["text"].items()},
+            "labels": _label_distribution(counters),
         },
         "artifacts": {
             "data": {s: layout.data_pattern(out, s) for s in SPLITS},
             "transform_fn": FileSystems.join(out, "transform_fn"),
             "transformed_metadata": FileSystems.join(out, "transformed_metadata"),
             "raw_metadata": layout.raw_metadata_dir(out),
+            "statistics": layout.statistics_path(out),
         },
     }
 

@@ -59,3 +59,46 @@ def test_text_vocabulary_matches_keras_adapt(pipeline_run, train_rows):
     out = pipeline_run[0].output.dir
     entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name("text"))
     assert ["", "[UNK]"] + [e["token"] for e in entries] == layer.get_vocabulary()
+
+
+def test_quantiles_within_sketch_error(pipeline_run, train_rows):
+    quantiles = pipeline_run[1]["statistics"]["numeric"]["f_uniform"]["quantiles"]
+    values = train_rows["f_uniform"].to_numpy(np.float64)
+    for key, value in quantiles.items():
+        exact = np.quantile(values, int(key[1:]) / 100)
+        # one log-linear sketch bucket is at most 1/32 of the value wide
+        assert abs(value - exact) <= abs(exact) / 32 + 1e-9, (key, value, exact)
+
+
+def test_vocabulary_coverage_matches_pandas(pipeline_run, train_rows):
+    vocabularies = pipeline_run[1]["statistics"]["vocabularies"]
+    counts = train_rows["cat_big"].value_counts()
+    kept = [e["token"] for e in vocabularies["cat_big"]["top"]]
+    assert vocabularies["cat_big"]["size"] == 96
+    expected = sum(sorted(counts.to_numpy(), reverse=True)[:96]) / len(train_rows)
+    assert vocabularies["cat_big"]["coverage"] == pytest.approx(expected)
+    assert counts[kept[0]] == vocabularies["cat_big"]["top"][0]["count"]
+    assert vocabularies["cat_small"]["coverage"] == pytest.approx(1.0)
+
+
+def test_text_token_statistics_match_python(pipeline_run, train_rows):
+    import re
+    import string
+    strip = re.compile("[" + re.escape(string.punctuation) + "]")
+    tokens = [len(strip.sub("", t.lower()).split()) for t in train_rows["text"]]
+    text = pipeline_run[1]["statistics"]["text"]["text"]
+    assert text["tokens"] == sum(tokens) and text["rows"] == len(tokens)
+    vocabulary = pipeline_run[1]["statistics"]["vocabularies"]["text"]
+    token_counts = collections.Counter(
+        tok for t in train_rows["text"] for tok in strip.sub("", t.lower()).split())
+    kept = sum(c for _, c in token_counts.most_common(298))
+    assert vocabulary["coverage"] == pytest.approx(kept / sum(tokens))
+
+
+def test_label_distribution_per_split(pipeline_run, csv_dir):
+    frame = reference.raw_frame(csv_dir)
+    is_eval = reference.is_eval(frame["id"], EVAL_FRACTION)
+    labels = pipeline_run[1]["statistics"]["labels"]
+    for split, rows in (("train", frame[~is_eval]), ("eval", frame[is_eval])):
+        expected = {str(k): int(v) for k, v in rows["label"].value_counts().items()}
+        assert labels[split] == expected
