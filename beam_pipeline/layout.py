@@ -7,6 +7,7 @@
       metadata/                                     the raw schema (TFTransformOutput reads it)
       statistics/train.json                         column statistics of the train split
       run_summary.json                              rows, statistics, vocabularies
+      report.html                                   the same, with plots, one self-contained page
 """
 
 from apache_beam.io.filesystems import FileSystems
@@ -47,3 +48,8 @@ def model_dir(out: str) -> str:
 
 def metrics_path(out: str) -> str:
     return FileSystems.join(out, "model", "metrics.json")
+
+
+def report_path(out: str) -> str:
+    """The static HTML statistics report."""
+    return FileSystems.join(out, "report.html")

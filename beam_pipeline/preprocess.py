@@ -9,7 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline import layout, pipeline, schema, summary
+from beam_pipeline import layout, pipeline, report, schema, summary
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.preprocessing import preprocessing_fn_for
 from beam_pipeline.sources import csv
@@ -63,6 +63,7 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False) -> Di
     statistics = pipeline.read_statistics(handles.statistics_path)
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
     summary.write_summary(run_summary, layout.run_summary_path(out))
+    report.write_report(run_summary, statistics, out)
     if FileSystems.exists(temp_dir):
         FileSystems.delete([temp_dir])
     logging.info("run summary written to %s", layout.run_summary_path(out))
