@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="replace the output folder if it already has content")
     preprocess.add_argument("--log-level", default="WARNING",
                             help="Python logging level (default WARNING)")
+    preprocess.add_argument("--progress-interval", type=float, default=None,
+                            help="seconds between progress reports (default 0.5 on a "
+                                 "terminal, 10 otherwise)")
     train = commands.add_parser(
         "train", help="fit the Keras model on the transformed data and export it for serving")
     train.add_argument("--config", required=True, help="path of the YAML config")
@@ -103,7 +106,8 @@ def main(argv=None) -> int:
         config = load_config(args.config)
         # Imported late: TensorFlow and Beam take seconds to import, --help should not.
         from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel
-        result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite)
+        result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite,
+                                args.progress_interval)
     except ConfigError as e:
         print(f"beam-pipeline: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -18,7 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
 
-from beam_pipeline import layout, preprocessing
+from beam_pipeline import layout, preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline.sources import csv
 from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
@@ -102,6 +102,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
         train = (
             pipeline
             | "ReadForAnalysis" >> csv.csv_tfxio(config).BeamSource()
+            | "ProgressAnalyze" >> beam.ParDo(progress.CountRows("analyze"))
             | "SplitForAnalysis" >> beam.ParDo(
                 SplitRecordBatches(*split_args, emit=("train",))).with_outputs("train"))["train"]
         transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
@@ -116,6 +117,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
         splits = (
             pipeline
             | "ReadForTransform" >> csv.csv_tfxio(config).BeamSource()
+            | "ProgressTransform" >> beam.ParDo(progress.CountRows("transform"))
             | "Split" >> beam.ParDo(
                 SplitRecordBatches(*split_args, count_rows=True)).with_outputs(*SPLITS))
         for split in SPLITS:

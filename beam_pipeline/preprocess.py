@@ -1,15 +1,17 @@
 """The `preprocess` job: checks, the Beam pipeline, then the run summary."""
 
 import logging
+import sys
 import time
-from typing import Dict
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOptions,
+                                                  PipelineOptions, StandardOptions)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline import layout, pipeline, report, schema, summary
+from beam_pipeline import layout, pipeline, progress, report, schema, summary
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.preprocessing import preprocessing_fn_for
 from beam_pipeline.sources import csv
@@ -17,6 +19,7 @@ from beam_pipeline.sources import csv
 # The FnApiRunner is what DirectRunner runs batch pipelines on; naming it directly skips
 # DirectRunner's attempt to download the Prism runner, so local runs work offline.
 DEFAULT_RUNNER = "FnApiRunner"
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
 
 
 def pipeline_options(beam_args) -> PipelineOptions:
@@ -37,28 +40,58 @@ def check_output(out: str, overwrite: bool) -> None:
         FileSystems.delete([out])
 
 
-def preflight(config: Config, overwrite: bool) -> None:
-    """Every check a user can fix, before a pipeline starts."""
-    csv.check_input(config)
+def preflight(config: Config, overwrite: bool) -> List[str]:
+    """Every check a user can fix, before a pipeline starts; returns the input files."""
+    files = csv.check_input(config)
     preprocessing_fn_for(config)  # imports a user's preprocessing_fn, so a typo fails now
     check_output(config.output.dir, overwrite)
+    return files
 
 
-def run(config: Config, options: PipelineOptions, overwrite: bool = False) -> Dict:
+def _reports_progress_here(options: PipelineOptions) -> bool:
+    """True when the pipeline's steps run in this process (the in-memory local runner)."""
+    runner = options.view_as(StandardOptions).runner or ""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner.split(".")[-1] in LOCAL_RUNNERS and mode in (None, "in_memory")
+
+
+def _wait(result, options: PipelineOptions, reporter) -> None:
+    if reporter:
+        try:
+            result.wait_until_finish()
+        finally:
+            reporter.finish()
+        return
+    job = getattr(result, "job_id", None)
+    if callable(job):
+        gcp = options.view_as(GoogleCloudOptions)
+        print(f"beam-pipeline: job {job()} submitted; console: https://console.cloud.google.com/"
+              f"dataflow/jobs/{gcp.region}/{job()}?project={gcp.project}", file=sys.stderr)
+    else:
+        print("beam-pipeline: progress is not reported for this runner; waiting for the job",
+              file=sys.stderr)
+    result.wait_until_finish()
+    print(f"beam-pipeline: job state {result.state}", file=sys.stderr)
+
+
+def run(config: Config, options: PipelineOptions, overwrite: bool = False,
+        progress_interval: Optional[float] = None) -> Dict:
     """Runs the preprocessing job end to end and returns the run summary.
 
     Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
     output, the raw schema, the train statistics and `run_summary.json`.
     """
     started = time.time()
-    preflight(config, overwrite)
+    files = preflight(config, overwrite)
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)
     p = beam.Pipeline(options=options)
     handles = pipeline.build(p, config, temp_dir)
+    reporter = (progress.Reporter(files, config.input.header, interval=progress_interval).start()
+                if _reports_progress_here(options) else None)
     result = p.run()
-    result.wait_until_finish()
+    _wait(result, options, reporter)
     counters = pipeline.read_counters(result)
     statistics = pipeline.read_statistics(handles.statistics_path)
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)

@@ -92,6 +92,7 @@ def cli_run(csv_dir, tmp_path_factory):
     out = str(root / "out")
     path = write_config(root / "config.yaml", make_config(csv_dir, out))
     exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
-    proc = subprocess.run([exe, "preprocess", "--config", path], capture_output=True,
+    proc = subprocess.run([exe, "preprocess", "--config", path, "--progress-interval", "0.2"],
+                          capture_output=True,
                           text=True, timeout=600)
     return proc, out

@@ -77,3 +77,14 @@ def test_config_errors_name_the_key(csv_dir, tmp_path, capsys, change, key):
     err = capsys.readouterr().err
     assert f"config error: {key}" in err, err
     assert not os.path.exists(tmp_path / "out" / "transform_fn")
+
+
+def test_progress_lines_increase_and_end_at_100_percent(cli_run):
+    proc, _ = cli_run
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("progress:")]
+    percents = [float(l.split()[1].rstrip("%")) for l in lines]
+    assert len(percents) >= 3, proc.stderr[-2000:]
+    assert percents == sorted(percents), percents
+    assert percents[-1] == 100.0 and percents[-2] < 100.0
+    assert "done: 1,500 of 1,500 rows read (3 files)" in lines[-1]
+    assert any("analyze" in l for l in lines) and any("transform and write" in l for l in lines)

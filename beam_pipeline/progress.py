@@ -1,0 +1,123 @@
+"""Progress of a long local run: stage, rows done of an estimated total, rate, time left.
+
+The pipeline counts rows as each read produces them (`CountRows`, a step after each
+read). With the in-process local runner those steps run in this process, so a reporter
+thread here can read the counts while the job runs: a progress bar on a terminal,
+periodic lines otherwise. Other runners run the steps elsewhere; there the command
+prints the job's state (and, on Dataflow, its console address) instead.
+"""
+
+import sys
+import threading
+import time
+import zlib
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+STAGES = ("analyze", "transform")
+_COUNTS: Dict[str, int] = {s: 0 for s in STAGES}
+_LOCK = threading.Lock()
+_SAMPLE_BYTES = 1 << 20
+
+
+class CountRows(beam.DoFn):
+    """Passes record batches through, adding their rows to this process's progress counts."""
+
+    def __init__(self, stage: str):
+        self._stage = stage
+
+    def process(self, batch):
+        with _LOCK:
+            _COUNTS[self._stage] += batch.num_rows
+        yield batch
+
+
+def reset() -> None:
+    with _LOCK:
+        for stage in STAGES:
+            _COUNTS[stage] = 0
+
+
+def estimate_rows(files: List[str], header: bool) -> int:
+    """Rough row count of the input: newlines per stored byte in the first file's first MB,
+    times the stored size of every file (gzip files are measured compressed)."""
+    sizes = [r.metadata_list[0].size_in_bytes for r in FileSystems.match(files)]
+    with FileSystems.open(files[0], compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        stored = f.read(_SAMPLE_BYTES)
+    if not stored:
+        return 0
+    text = zlib.decompressobj(wbits=47).decompress(stored) if files[0].endswith(".gz") else stored
+    lines_per_byte = max(text.count(b"\n"), 1) / len(stored)
+    return max(int(sum(sizes) * lines_per_byte) - (len(files) if header else 0), 1)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Reporter:
+    """Prints progress every `interval` seconds from a background thread until `finish()`."""
+
+    def __init__(self, files: List[str], header: bool, stream=None,
+                 interval: Optional[float] = None):
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._interval = interval if interval is not None else (0.5 if self._tty else 10.0)
+        self._files = len(files)
+        self._total = estimate_rows(files, header) if files else 0
+        self._started = time.time()
+        self._stop = threading.Event()
+        self._last_percent = 0.0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> "Reporter":
+        reset()
+        self._thread.start()
+        return self
+
+    def _line(self, stage: str, percent: float, rows: int, total: int, processed: int) -> str:
+        elapsed = time.time() - self._started
+        rate = processed / elapsed if elapsed > 0 else 0.0
+        left = (f", ~{_duration(elapsed * (100 - percent) / percent)} left"
+                if 0 < percent < 100 else "")
+        about = "" if stage == "done" else "~"
+        return (f"progress: {percent:5.1f}% {stage}: {rows:,} of {about}{total:,} rows read "
+                f"({self._files} files), {rate:,.0f} rows/s, elapsed {_duration(elapsed)}{left}")
+
+    def _report(self, final: bool = False) -> None:
+        with _LOCK:
+            counts = dict(_COUNTS)
+        total = max(self._total, counts["analyze"], counts["transform"], 1)
+        if final:
+            stage, percent = "done", 100.0
+            rows = total = counts["transform"]
+        else:
+            stage = "transform and write" if counts["transform"] else (
+                "analyze" if counts["analyze"] else "starting")
+            rows = counts["transform"] or counts["analyze"]
+            # Each row is read twice (analysis, then transform); the estimate may be short,
+            # so stay below 100% until the job has really finished.
+            percent = min(99.0, 100.0 * (counts["analyze"] + counts["transform"]) / (2 * total))
+            percent = max(percent, self._last_percent)
+        self._last_percent = percent
+        line = self._line(stage, percent, rows, total, counts["analyze"] + counts["transform"])
+        if self._tty:
+            bar = "#" * int(percent / 5)
+            self._stream.write(f"\r[{bar:<20}] {line}" + ("\n" if final else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._report()
+
+    def finish(self) -> None:
+        """Stops the thread and prints the 100% line."""
+        self._stop.set()
+        self._thread.join()
+        self._report(final=True)
