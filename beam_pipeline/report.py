@@ -72,7 +72,13 @@ def _rows_section(summary: Dict) -> str:
     cells += [_cell(f"rows.written.{s}", n) for s, n in rows["written"].items()]
     cells.append(_cell("rows.rejected", rows.get("rejected", 0)))
     header = ["read"] + [f"written {s}" for s in rows["written"]] + ["rejected"]
-    return "<h2>Rows</h2>" + _table(header, ["<tr>" + "".join(cells) + "</tr>"])
+    text = "<h2>Rows</h2>" + _table(header, ["<tr>" + "".join(cells) + "</tr>"])
+    reasons = sorted((rows.get("rejected_by_reason") or {}).items(), key=lambda kv: -kv[1])
+    if reasons:
+        text += "<h3>Top rejection reasons</h3>" + _table(["reason", "rows"], [
+            f'<tr><td class="name">{html.escape(r)}</td>{_cell(f"rejected.{r}", n)}</tr>'
+            for r, n in reasons[:10]])
+    return text
 
 
 def _labels_section(summary: Dict) -> str:

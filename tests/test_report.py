@@ -98,3 +98,19 @@ def test_report_numbers_equal_the_run_summary(rendered, pipeline_run):
         for label, count in counts.items():
             assert values[f"labels.{split}.{label}"] == count
     assert values["text.text.tokens"] == summary["statistics"]["text"]["text"]["tokens"]
+
+
+def test_report_lists_top_rejection_reasons(pipeline_run):
+    import copy
+    import json
+    from beam_pipeline import report
+    config, summary = pipeline_run
+    with open(os.path.join(config.output.dir, "statistics", "train.json")) as f:
+        statistics = json.load(f)
+    summary = copy.deepcopy(summary)
+    summary["rows"]["rejected"] = 3
+    summary["rows"]["rejected_by_reason"] = {"unparsable number": 1, "wrong field count": 2}
+    parser = _Collect()
+    parser.feed(report.render(summary, statistics))
+    assert parser.values["rejected.wrong field count"] == "2"
+    assert parser.values["rows.rejected"] == "3"
