@@ -22,7 +22,7 @@ belong to that run alone; the machine is not shared between them):
                  ids in memory, without writing anything
 
 For each --rows N the data (8 CSV shards, scripts/make_data.py) is reused from
-WORKDIR/data_N or /tmp/scale/data_N, or generated into WORKDIR/data_N. Results are printed
+WORKDIR/data_N, or generated there. Results are printed
 as a table per size and written to WORKDIR/results.json. After the runs an untimed check
 compares beam_pipeline's cat_mid and int_cat vocabularies with counts computed by pyarrow on
 the same train split, and reports how far its f_normal mean is from the exact one.
@@ -46,7 +46,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_DATA = os.path.join(HERE, "make_data.py")
 SHARDS = 8
-REUSE_ROOTS = ("/tmp/scale",)  # earlier scale runs left data here; same seed, same bytes
 RUNNERS = ("beam_pipeline", "keras", "tft", "pyarrow")
 
 COLUMNS = [("id", "int"), ("f_normal", "float"), ("f_uniform", "float"), ("f_missing", "float"),
@@ -71,12 +70,9 @@ def shard_paths(data_dir):
 
 def data_dir_for(rows, workdir):
     """Folder with the N-row shards: reused when complete, else generated (seeded)."""
-    candidates = [os.path.join(workdir, f"data_{rows}")]
-    candidates += [os.path.join(root, f"data_{rows}") for root in REUSE_ROOTS]
-    for d in candidates:
-        if all(os.path.exists(p) for p in shard_paths(d)):
-            return d
-    out = candidates[0]
+    out = os.path.join(workdir, f"data_{rows}")
+    if all(os.path.exists(p) for p in shard_paths(out)):
+        return out
     print(f"generating {rows:,} rows into {out}", flush=True)
     subprocess.run([sys.executable, MAKE_DATA, "--rows", str(rows), "--shards", str(SHARDS),
                     "--out", out], check=True)

@@ -50,7 +50,7 @@ def test_pipeline_builds_for_dataflow_without_submitting(csv_dir, tmp_path):
     p.visit(Collect())
     assert type(p.runner).__name__ == "DataflowRunner"
     for label in ("ReadForAnalysis", "Analyze", "ReadForTransform", "TransformTrain",
-                  "TransformEval", "WriteTrain", "WriteEval", "NumericStatistics"):
+                  "TransformEval", "WriteTrain", "WriteEval", "TrainStatistics"):
         assert label in labels, label
     assert not os.path.exists(tmp_path / "out"), "nothing may run or be written"
 
