@@ -88,11 +88,7 @@ def format_run(summary: Dict, out: str) -> str:
         f"{s} {n:,}" for s, n in rows["written"].items()))
     lines.append("  numeric statistics (train split):")
     for name, s in summary["statistics"]["numeric"].items():
-        if s["count"]:
-            lines.append(f"    {name:<20} mean {s['mean']:<12.6g} std {s['variance'] ** 0.5:<12.6g}"
-                         f" min {s['min']:<12.6g} max {s['max']:<12.6g} missing {s['missing']:,}")
-        else:
-            lines.append(f"    {name:<20} no values, missing {s['missing']:,}")
+        lines.append("    " + run_summary.numeric_line(name, s))
     lines.append("  vocabularies:")
     for name, v in summary["statistics"]["vocabularies"].items():
         top = ", ".join(repr(e["token"]) for e in v["top"][:5])

@@ -135,6 +135,14 @@ def write_summary(summary: Dict, path: str) -> None:
         f.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
 
 
+def numeric_line(name: str, s: Dict) -> str:
+    """One aligned line of a numeric column's statistics."""
+    if not s["count"]:
+        return f"{name:<20} no values, missing {s['missing']:,}"
+    return (f"{name:<20} mean {s['mean']:<12.6g} std {s['variance'] ** 0.5:<12.6g}"
+            f" min {s['min']:<12.6g} max {s['max']:<12.6g} missing {s['missing']:,}")
+
+
 def format_summary(summary: Dict) -> str:
     """A few human lines for the end of the command."""
     rows = summary["rows"]
@@ -144,11 +152,7 @@ def format_summary(summary: Dict) -> str:
         + ", ".join(f"{s} {rows['written'][s]:,}" for s in SPLITS) + " written",
     ]
     for name, s in summary["statistics"]["numeric"].items():
-        if s["count"]:
-            lines.append(f"  {name}: mean {s['mean']:.4g}, std {s['variance'] ** 0.5:.4g}, "
-                         f"min {s['min']:.4g}, max {s['max']:.4g}, missing {s['missing']:,}")
-        else:
-            lines.append(f"  {name}: no values, missing {s['missing']:,}")
+        lines.append("  " + numeric_line(name, s))
     for name, v in summary["statistics"]["vocabularies"].items():
         top = ", ".join(f"{e['token']!r}" + (f" {e['count']:,}" if "count" in e else "")
                         for e in v["top"][:3])
