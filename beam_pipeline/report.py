@@ -136,7 +136,7 @@ def _vocabulary_section(summary: Dict) -> str:
         if top and "count" in top[0]:
             fig, ax = _figure(height=0.22 * len(top) + 0.6)
             ax.barh(range(len(top))[::-1], [e["count"] for e in top], color="#6a9f58")
-            ax.set_yticks(range(len(top))[::-1], [e["token"][:24] for e in top])
+            ax.set_yticks(range(len(top))[::-1], [str(e["token"])[:24] for e in top])
             ax.set_xlabel("train count")
             plot = _png(fig)
         parts.append(f'<div class="feature"><h3>{html.escape(name)}</h3>{table}{plot}</div>')

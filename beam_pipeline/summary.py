@@ -13,14 +13,18 @@ from beam_pipeline.features import vocabulary
 from beam_pipeline.split import SPLITS
 
 
-def read_vocabulary(path: str) -> List[Dict]:
-    """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in order."""
+def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:
+    """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in order.
+
+    With `integer`, tokens are the int values of an int column's vocabulary.
+    """
     entries = []
     with FileSystems.open(path) as f:
         for line in f.read().decode("utf-8", "backslashreplace").split("\n"):
             if line:
                 count, _, token = line.partition(" ")
-                entries.append({"token": vocabulary.unescape(token), "count": int(float(count))})
+                entries.append({"token": vocabulary.unescape(token, integer),
+                                "count": int(float(count))})
     return entries
 
 
@@ -36,7 +40,7 @@ def _vocabulary_summaries(config: Config, top_k: int, statistics: Dict) -> Dict[
     for feature in parts:
         for name in feature.vocabulary_names():
             path = tft_output.vocabulary_file_by_name(name)
-            entries = read_vocabulary(path)
+            entries = read_vocabulary(path, integer=feature.column_type == "int")
             summaries[name] = {"size": len(entries), "top": entries[:top_k]}
             if name in statistics["text"]:
                 total = statistics["text"][name]["tokens"]

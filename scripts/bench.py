@@ -283,20 +283,21 @@ def read_arrow(data_dir):
 
 
 def sorted_counts(values, top_k=None):
-    """[(token, count)] by count descending, ties by token bytes descending (tft's order)."""
+    """[(token, count)] by count descending, ties by token descending: bytes for strings,
+    numerically for integers (Keras's order, and beam_pipeline's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     vc = pc.value_counts(values)
     tokens = vc.field("values")
-    if not pa.types.is_string(tokens.type):
-        tokens = pc.cast(tokens, pa.string())  # integers are ordered as their decimal text
-    table = pa.table({"token": pc.cast(tokens, pa.binary()), "count": vc.field("counts")})
+    if pa.types.is_string(tokens.type):
+        tokens = pc.cast(tokens, pa.binary())
+    table = pa.table({"token": tokens, "count": vc.field("counts")})
     order = pc.sort_indices(table, [("count", "descending"), ("token", "descending")])
     table = table.take(order)
     if top_k is not None:
         table = table.slice(0, top_k)
-    return [(t.decode("utf-8"), c) for t, c in zip(table["token"].to_pylist(),
-                                                   table["count"].to_pylist())]
+    return [(t.decode("utf-8") if isinstance(t, bytes) else t, c)
+            for t, c in zip(table["token"].to_pylist(), table["count"].to_pylist())]
 
 
 def run_pyarrow(data_dir, out_dir, rows):
@@ -356,28 +357,12 @@ def child_main(name, rows, workdir):
 
 # --------------------------------------------------------------------------- checking
 
-def read_assets_vocabulary(output_dir, name):
-    """beam_pipeline's vocabulary `name` as [(token, count)], from transform_fn/assets.
-
-    Text files of "<count> <token>" lines (spaces in tokens escaped as U+241F); older
-    outputs used gzipped TFRecords of the same entries, read here too.
-    """
-    assets = os.path.join(output_dir, "transform_fn", "assets")
-    matches = [p for p in glob.glob(os.path.join(assets, name + "*"))
-               if os.path.basename(p).split(".")[0] == name]
-    if not matches:
-        raise FileNotFoundError(f"no vocabulary {name!r} in {assets}")
-    path = matches[0]
-    if path.endswith(".tfrecord.gz"):
-        lines = [record.decode("utf-8") for record in read_tfrecords(path)]
-    else:
-        with open(path, "rb") as f:
-            lines = [l for l in f.read().decode("utf-8").split("\n") if l]
-    entries = []
-    for line in lines:
-        count, _, token = line.partition(" ")
-        entries.append((token.replace("\u241f", " "), int(float(count))))
-    return entries
+def read_assets_vocabulary(output_dir, name, integer=False):
+    """beam_pipeline's vocabulary `name` as [(token, count)], read as the project reads it."""
+    import tensorflow_transform as tft
+    from beam_pipeline.summary import read_vocabulary
+    path = tft.TFTransformOutput(output_dir).vocabulary_file_by_name(name)
+    return [(e["token"], e["count"]) for e in read_vocabulary(path, integer=integer)]
 
 
 def check_main(rows, workdir):
@@ -403,7 +388,7 @@ def check_main(rows, workdir):
     result = {"train_rows": train.num_rows,
               "beam_train_rows": summary["rows"]["split"]["train"], "vocabularies": {}}
     for name in ("cat_mid", "int_cat"):
-        got = read_assets_vocabulary(output, name)
+        got = read_assets_vocabulary(output, name, integer=name == "int_cat")
         want = sorted_counts(train[name])
         first_diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
         result["vocabularies"][name] = {

@@ -26,10 +26,11 @@ def is_eval(ids, eval_fraction):
 
 
 def keras_order(counts):
-    """Tokens sorted by count descending, ties by token bytes descending."""
+    """Tokens sorted by count descending, ties by token descending (bytes for strings,
+    numerically for ints), as Keras's index_lookup does."""
     items = list(counts.items())
-    items.sort(key=lambda kv: (kv[1], kv[0].encode() if isinstance(kv[0], str)
-                               else str(kv[0]).encode()), reverse=True)
+    items.sort(key=lambda kv: (kv[1], kv[0].encode() if isinstance(kv[0], str) else kv[0]),
+               reverse=True)
     return [k for k, _ in items]
 
 

@@ -36,18 +36,35 @@ def test_missing_values_are_counted(pipeline_run, train_rows):
 @pytest.mark.parametrize("name,top_k,min_frequency", [
     ("cat_small", None, None), ("cat_mid", 59, 2), ("cat_big", 96, None), ("int_cat", None, None)])
 def test_vocabulary_matches_pandas_order(pipeline_run, train_rows, name, top_k, min_frequency):
-    counts = collections.Counter(str(v) for v in train_rows[name])
+    integer = name == "int_cat"
+    counts = collections.Counter(int(v) if integer else str(v) for v in train_rows[name])
     expected = [t for t in reference.keras_order(counts)
                 if min_frequency is None or counts[t] >= min_frequency][:top_k]
     from beam_pipeline.summary import read_vocabulary
     import tensorflow_transform as tft
     out = pipeline_run[0].output.dir
-    entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name(name))
+    entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name(name),
+                              integer=integer)
     assert [e["token"] for e in entries] == expected
     assert [e["count"] for e in entries] == [counts[t] for t in expected]
     summary = pipeline_run[1]["statistics"]["vocabularies"][name]
     assert summary["size"] == len(expected)
     assert summary["top"] == entries[:10]
+
+
+def test_integer_vocabulary_matches_keras_integer_lookup_adapt(pipeline_run, train_rows):
+    """Ties in count are broken numerically, descending, as Keras does (not as decimal text)."""
+    import keras
+    import tensorflow_transform as tft
+    from beam_pipeline.summary import read_vocabulary
+    counts = collections.Counter(train_rows["int_cat"])
+    assert len(counts) > len(set(counts.values())), "the data must have count ties"
+    layer = keras.layers.IntegerLookup()
+    layer.adapt(train_rows["int_cat"].to_numpy(np.int64))
+    out = pipeline_run[0].output.dir
+    entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name("int_cat"),
+                              integer=True)
+    assert [-1] + [e["token"] for e in entries] == [int(v) for v in layer.get_vocabulary()]
 
 
 def test_text_vocabulary_matches_keras_adapt(pipeline_run, train_rows):

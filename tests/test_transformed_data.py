@@ -65,9 +65,9 @@ def test_lookups_equal_keras_layers(pipeline_run, raw, transformed, split):
     for name, layer_cls, oov in (("cat_small", keras.layers.StringLookup, 1),
                                  ("cat_big", keras.layers.StringLookup, 4),
                                  ("int_cat", keras.layers.IntegerLookup, 3)):
-        vocab = [e["token"] for e in read_vocabulary(tft_output.vocabulary_file_by_name(name))]
-        if layer_cls is keras.layers.IntegerLookup:
-            vocab = [int(v) for v in vocab]
+        vocab = [e["token"] for e in read_vocabulary(
+            tft_output.vocabulary_file_by_name(name),
+            integer=layer_cls is keras.layers.IntegerLookup)]
         layer = layer_cls(vocabulary=vocab, num_oov_indices=oov)
         expected = np.asarray(layer(rows[name].to_numpy())).reshape(-1)
         np.testing.assert_array_equal(data[name], expected, err_msg=name)

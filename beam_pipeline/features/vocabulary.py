@@ -6,8 +6,10 @@ space inside a string token is stored as U+241F (SYMBOL FOR UNIT SEPARATOR) and 
 back when the file is read. tft's text files drop the empty token and tokens with a
 newline; such values are OOV. (The gzipped-TFRecord format keeps them, but a lookup
 table built from it cannot be re-exported inside the serving SavedModel.)
-Order is tft's: count descending, ties broken by token bytes descending, which is also
-Keras's order for strings.
+Order is count descending, ties broken by token bytes descending: tft's order, and
+Keras's for strings. Integers are stored as sortable text ("1" + 19 digits for x >= 0,
+"0" + 19 digits of x + 2**63 below), so the same byte order breaks their ties
+numerically, descending, as Keras's IntegerLookup does.
 """
 
 from typing import Optional
@@ -21,19 +23,33 @@ SPACE = " "
 SPACE_ESCAPE = "\u241f"
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _to_keys(values: tf.Tensor) -> tf.Tensor:
+    """Flat values -> the strings stored in the vocabulary file."""
+    if values.dtype == tf.string:
+        return tf.strings.regex_replace(values, SPACE, SPACE_ESCAPE)
+    values = tf.cast(values, tf.int64)
+    # For x < 0, x + INT64_MAX cannot overflow; the other branch's overflow is discarded.
+    shifted = tf.where(values >= 0, values, values + INT64_MAX + 1)
+    digits = tf.strings.as_string(shifted, width=19, fill="0")
+    return tf.where(values >= 0, "1" + digits, "0" + digits)
+
+
 def _escape(x):
-    if x.dtype != tf.string:
-        return x
+    """Any tensor kind with its values turned into vocabulary keys."""
     if isinstance(x, tf.RaggedTensor):
-        return x.with_flat_values(tf.strings.regex_replace(x.flat_values, SPACE, SPACE_ESCAPE))
+        return x.with_flat_values(_to_keys(x.flat_values))
     if isinstance(x, tf.SparseTensor):
-        return tf.SparseTensor(x.indices, tf.strings.regex_replace(x.values, SPACE, SPACE_ESCAPE),
-                               x.dense_shape)
-    return tf.strings.regex_replace(x, SPACE, SPACE_ESCAPE)
+        return tf.SparseTensor(x.indices, _to_keys(x.values), x.dense_shape)
+    return _to_keys(x)
 
 
-def unescape(token: str) -> str:
-    """A token as read from a vocabulary file -> the token as it was in the data."""
+def unescape(token: str, integer: bool = False):
+    """A key as read from a vocabulary file -> the value as it was in the data."""
+    if integer:
+        return int(token[1:]) if token[0] == "1" else int(token[1:]) - 2**63
     return token.replace(SPACE_ESCAPE, SPACE)
 
 
