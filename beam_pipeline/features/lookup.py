@@ -3,7 +3,6 @@
 import dataclasses
 from typing import Optional
 
-
 from beam_pipeline.features import vocabulary
 from beam_pipeline.features.base import Feature, check_positive, densify
 
