@@ -1,7 +1,6 @@
 """`inspect`: a readable account of a finished run, optionally with raw rows next to their transform."""
 
 import csv
-import io
 import itertools
 import json
 from typing import Dict, List
@@ -28,18 +27,22 @@ def load_summary(out: str) -> Dict:
 
 
 def read_raw_rows(input_section: Dict, limit: int) -> List[Dict[str, str]]:
-    """The first `limit` rows of the run's first input file, as CSV text cells."""
+    """The first `limit` rows of the run's input files, as CSV text cells.
+
+    Reads line by line, so only the rows shown are read, however large the file.
+    """
     files = matching_files(input_section["file_pattern"])
     names = [c["name"] for c in input_section["columns"]]
     rows: List[Dict[str, str]] = []
     for path in files:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            text = io.TextIOWrapper(io.BytesIO(f.read()), encoding="utf-8-sig", newline="")
-        reader = csv.reader(text, delimiter=input_section["delimiter"])
-        if input_section["header"]:
-            next(reader, None)
-        for cells in itertools.islice(reader, limit - len(rows)):
-            rows.append(dict(zip(names, cells)))
+            lines = (line.decode("utf-8-sig" if i == 0 else "utf-8", "replace")
+                     for i, line in enumerate(iter(f.readline, b"")))
+            reader = csv.reader(lines, delimiter=input_section["delimiter"])
+            if input_section["header"]:
+                next(reader, None)
+            for cells in itertools.islice(reader, limit - len(rows)):
+                rows.append(dict(zip(names, cells)))
         if len(rows) >= limit:
             break
     return rows
