@@ -44,15 +44,19 @@ def index_sizes(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, 
     sizes = {}
     for feature in config.features:
         if isinstance(feature, features.TextVectorization):
-            sizes[feature.name] = len(read_vocabulary(
-                tft_output.vocabulary_file_by_name(feature.name))) + 2
+            reserved = 2  # padding and OOV
         elif isinstance(feature, features.StringLookup):
-            sizes[feature.name] = len(read_vocabulary(
-                tft_output.vocabulary_file_by_name(feature.name))) + feature.num_oov_indices
+            reserved = feature.num_oov_indices
+        else:
+            continue
+        vocabulary_path = tft_output.vocabulary_file_by_name(feature.name)
+        sizes[feature.name] = len(read_vocabulary(vocabulary_path)) + reserved
     return sizes
 
 
-def _labels(ds: tf.data.Dataset) -> np.ndarray:
+def _labels(out: str, split: str, label: str, label_spec) -> np.ndarray:
+    """Every label of a split, parsing nothing but the label."""
+    ds = transformed_dataset(out, split, {label: label_spec}, label, 4096, False, 0)
     return np.concatenate([y.numpy() for _, y in ds])
 
 
@@ -81,7 +85,7 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
             if k not in mc.exclude_features}
     train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
     eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
-    train_labels, eval_labels = _labels(train_ds), _labels(eval_ds)
+    train_labels, eval_labels = (_labels(out, s, label, spec[label]) for s in ("train", "eval"))
     task, classes = infer_task(config, mc, np.unique(train_labels).tolist())
     model_spec = {k: v for k, v in spec.items() if k != label}
     model = build_model(config, mc, model_spec, index_sizes(config, tft_output), task, classes)
