@@ -24,8 +24,17 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Column:
+    """A raw column: the type of its values, and how a multivalent cell is split."""
+
     name: str
     type: str  # one of COLUMN_TYPES
+    separator: Optional[str] = None  # set: a cell holds several values, e.g. "a|b|c"
+    length: Optional[int] = None  # with separator: a vector of exactly this many positions
+
+    @property
+    def read_type(self) -> str:
+        """The type the CSV reader parses: multivalent cells are text, split in the graph."""
+        return "string" if self.separator else self.type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,16 +185,23 @@ def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
         where = f"columns[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with name and type")
-        _check_keys(entry, ("name", "type"), where)
+        _check_keys(entry, ("name", "type", "separator", "length"), where)
         name = _take(entry, "name", where, str)
         ctype = _take(entry, "type", where, str)
+        separator = _take(entry, "separator", where, str, None)
+        length = _take(entry, "length", where, int, None)
+        if separator is not None and len(separator) != 1:
+            raise ConfigError(f"{where}.separator: expected one character, got {separator!r}")
+        if length is not None and (separator is None or length < 1):
+            raise ConfigError(f"{where}.length: needs a separator and a positive value, "
+                              f"got {length!r}")
         if ctype not in COLUMN_TYPES:
             raise ConfigError(f"{where}.type: expected one of {COLUMN_TYPES}, got {ctype!r}")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ConfigError(f"{where}.name: {name!r} is not a valid feature name")
         if any(c.name == name for c in columns):
             raise ConfigError(f"{where}.name: column {name!r} is declared twice")
-        columns.append(Column(name, ctype))
+        columns.append(Column(name, ctype, separator, length))
     return tuple(columns)
 
 
@@ -211,6 +227,8 @@ def _parse_label(raw, columns) -> Optional[features.Label]:
         raise ConfigError(f"label.kind: expected one of {LABEL_KINDS}, got {kind!r}")
     types = ("string", "int") if kind == "string_lookup" else ("int", "float")
     column = _check_column(name, columns, "label.column", types)
+    if column.separator:
+        raise ConfigError(f"label.column: {name!r} is multivalent; a label needs one value")
     return features.Label(name=name, column=name, column_type=column.type, kind=kind)
 
 
@@ -237,7 +255,9 @@ def _parse_features(raw, columns, label) -> Tuple[features.Feature, ...]:
         if not isinstance(options, dict):
             raise ConfigError(f"{where}: expected a mapping with at least 'kind'")
         options = dict(options)
-        column_name = options.pop("column", name)
+        crossed = options.get("columns")
+        default_column = crossed[0] if isinstance(crossed, list) and crossed else name
+        column_name = options.pop("column", default_column)
         kind = options.pop("kind", None)
         if kind not in features.KINDS:
             raise ConfigError(
@@ -247,8 +267,18 @@ def _parse_features(raw, columns, label) -> Tuple[features.Feature, ...]:
                                feature_cls.COLUMN_TYPES)
         if label and column.name == label.column:
             raise ConfigError(f"{where}: column {column.name!r} is the label")
+        if "columns" in options and isinstance(options["columns"], list):
+            # hashed_crossing reads several columns; each must exist and be scalar.
+            for i, other in enumerate(options["columns"]):
+                crossed = _check_column(other, columns, f"{where}.columns[{i}]",
+                                        feature_cls.COLUMN_TYPES)
+                if crossed.separator:
+                    raise ConfigError(f"{where}.columns[{i}]: {other!r} is multivalent")
+            options["columns"] = tuple(options["columns"])
         try:
-            parsed.append(feature_cls.from_options(name, column.name, column.type, options))
+            parsed.append(feature_cls.from_options(
+                name, column.name, column.type, options,
+                separator=column.separator, length=column.length))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from None
     return tuple(parsed)

@@ -52,7 +52,7 @@ def _raw_tensors(rows: List[Dict[str, str]], columns: List[Dict]) -> Dict[str, t
     """Rows -> the [batch, 1] VarLen sparse tensors the transform graph takes; "" is missing."""
     tensors = {}
     for column in columns:
-        name, dtype = column["name"], _DTYPES[column["type"]]
+        name, dtype = column["name"], _DTYPES[column.get("read_type", column["type"])]
         present = [i for i, row in enumerate(rows) if row.get(name, "") != ""]
         values = [rows[i][name] for i in present]
         if dtype == tf.string:

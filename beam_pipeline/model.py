@@ -1,7 +1,8 @@
 """A Keras 3 functional model built from the transformed features and the config.
 
-Normalized numerics are concatenated; lookup ids go through an embedding (or one-hot
-when the index space is small); token-id sequences through an embedding and average
+Numbers and fixed-width vectors (one-hot, multi-hot, counts, tf-idf, normalized vectors)
+are concatenated; scalar ids (lookups, buckets, hash bins) go through an embedding, or
+one-hot when the id space is small; id sequences through an embedding and average
 pooling; the head matches the label (binary, multi-class or regression).
 """
 
@@ -9,7 +10,6 @@ from typing import Dict, Tuple
 
 import keras
 
-from beam_pipeline import features
 from beam_pipeline.config import Config, ConfigError, ModelConfig
 
 def infer_task(config: Config, model_config: ModelConfig, label_values) -> Tuple[str, int]:
@@ -33,23 +33,22 @@ def build_model(config: Config, model_config: ModelConfig, feature_spec: Dict,
     """The functional model over `feature_spec` (the transformed spec minus the label).
 
     Args:
-      index_sizes: for each lookup or text feature, the size of its id space.
+      index_sizes: for each feature that outputs integer ids, the size of its id space
+        (`Feature.id_space`); other int features are used as numbers.
     """
     keras.utils.set_random_seed(model_config.seed)
     inputs, numeric, encoded = {}, [], []
-    kinds = {f.name: f for f in config.features}
     for name in sorted(feature_spec):
         if name in model_config.exclude_features:
             continue
         spec = feature_spec[name]
         shape = tuple(spec.shape)
         inputs[name] = keras.Input(shape=shape, dtype=spec.dtype.name, name=name)
-        feature = kinds.get(name)
-        if isinstance(feature, features.TextVectorization):
+        if name in index_sizes and shape:  # id sequences (text, multivalent lookups)
             x = keras.layers.Embedding(index_sizes[name], model_config.embedding_dim,
                                        mask_zero=True, name=f"{name}_embedding")(inputs[name])
             encoded.append(keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(x))
-        elif isinstance(feature, features.StringLookup):  # IntegerLookup too
+        elif name in index_sizes:  # one id per row
             size = index_sizes[name]
             if size <= model_config.one_hot_max:
                 encoded.append(keras.layers.CategoryEncoding(
@@ -58,6 +57,8 @@ def build_model(config: Config, model_config: ModelConfig, feature_spec: Dict,
                 x = keras.layers.Embedding(size, model_config.embedding_dim,
                                            name=f"{name}_embedding")(inputs[name])
                 encoded.append(keras.layers.Flatten(name=f"{name}_flat")(x))
+        elif shape:  # fixed-width float vectors
+            numeric.append(keras.ops.cast(inputs[name], "float32"))
         else:  # normalized or passed-through numbers and missing indicators
             x = keras.ops.cast(inputs[name], "float32")
             numeric.append(keras.layers.Reshape((1,), name=f"{name}_column")(x))

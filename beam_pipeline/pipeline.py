@@ -59,14 +59,18 @@ class EncodeExamples(beam.DoFn):
 
 def statistics_for(config: Config) -> TrainStatistics:
     """The statistics combiner for the config's columns and features."""
-    lookups = [f for f in config.features if isinstance(f, features.StringLookup)]
+    # Coverage counts rows with a value, so it is kept for scalar columns only, and for
+    # text split on whitespace without n-grams (tokens the statistics can count).
+    lookups = [f for f in config.features
+               if isinstance(f, features.StringLookup) and not f.multivalent]
     if config.label and config.label.kind == "string_lookup":
         lookups.append(config.label)
     return TrainStatistics(
-        numeric=[c.name for c in config.columns if c.type in ("float", "int")],
+        numeric=[c.name for c in config.columns if c.read_type in ("float", "int")],
         categorical=sorted({f.column for f in lookups}),
         text={f.name: (f.column, f.standardize) for f in config.features
-              if isinstance(f, features.TextVectorization)})
+              if isinstance(f, features.TextVectorization)
+              and f.split == "whitespace" and not f.ngrams})
 
 
 @dataclasses.dataclass(frozen=True)

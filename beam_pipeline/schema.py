@@ -13,8 +13,8 @@ DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
 
 
 def raw_feature_spec(columns: Iterable) -> Dict[str, tf.io.VarLenFeature]:
-    """Maps config columns to `{name: tf.io.VarLenFeature(dtype)}`."""
-    return {c.name: tf.io.VarLenFeature(DTYPES[c.type]) for c in columns}
+    """Maps config columns to `{name: tf.io.VarLenFeature(dtype)}` (multivalent: string)."""
+    return {c.name: tf.io.VarLenFeature(DTYPES[c.read_type]) for c in columns}
 
 
 def raw_metadata(columns: Iterable) -> dataset_metadata.DatasetMetadata:

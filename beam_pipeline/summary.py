@@ -105,7 +105,8 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         "input": {
             "file_pattern": config.input.file_pattern, "header": config.input.header,
             "delimiter": config.input.delimiter,
-            "columns": [{"name": c.name, "type": c.type} for c in config.columns],
+            "columns": [{"name": c.name, "type": c.type, "read_type": c.read_type}
+                        for c in config.columns],
         },
         "output": out,
         "wall_seconds": round(seconds, 2),

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import export, features, layout
+from beam_pipeline import export, layout
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.model import build_model, infer_task
 from beam_pipeline.summary import read_vocabulary
@@ -40,17 +40,16 @@ def transformed_dataset(out: str, split: str, feature_spec: Dict, label: str,
 
 
 def index_sizes(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, int]:
-    """Size of each lookup/text feature's id space (vocabulary plus OOV/padding ids)."""
+    """Size of the id space of each feature that outputs integer ids (see `Feature.id_space`)."""
     sizes = {}
     for feature in config.features:
-        if isinstance(feature, features.TextVectorization):
-            reserved = 2  # padding and OOV
-        elif isinstance(feature, features.StringLookup):
-            reserved = feature.num_oov_indices
-        else:
-            continue
-        vocabulary_path = tft_output.vocabulary_file_by_name(feature.name)
-        sizes[feature.name] = len(read_vocabulary(vocabulary_path)) + reserved
+        vocabulary_size = None
+        if feature.vocabulary_names():
+            vocabulary_path = tft_output.vocabulary_file_by_name(feature.vocabulary_names()[0])
+            vocabulary_size = len(read_vocabulary(vocabulary_path))
+        size = feature.id_space(vocabulary_size)
+        if size is not None:
+            sizes[feature.name] = size
     return sizes
 
 

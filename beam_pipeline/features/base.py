@@ -1,10 +1,16 @@
-"""What every feature kind has: a name, its raw column, and a `transform` in the graph."""
+"""What every feature kind has: a name, its raw column, how it reads values and imputes them."""
 
 import dataclasses
-from typing import Any, ClassVar, Dict, Mapping, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
+
+from beam_pipeline.features import impute as impute_lib
+
+DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+# Options every kind has that are not the kind's own (set from the column, not by users).
+_COLUMN_FIELDS = ("name", "column", "column_type", "separator", "length")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,28 +20,68 @@ class Feature:
     Attributes:
       name: the output feature name (the key under `features:` in the config).
       column: the raw CSV column it reads.
-      column_type: that column's declared type, "float", "int" or "string".
+      column_type: the type of that column's values, "float", "int" or "string".
+      separator: for a multivalent column, the character between its values.
+      length: for a fixed-length vector column, its number of positions.
+      impute, fill_value, missing_indicator: what a missing scalar cell becomes
+        (see `features.impute`), and whether `<name>_missing` marks those rows.
     """
 
     name: str
     column: str
     column_type: str
+    separator: Optional[str] = None
+    length: Optional[int] = None
+    impute: Optional[str] = None
+    fill_value: Any = None
+    missing_indicator: bool = False
 
     KIND: ClassVar[str] = ""
     COLUMN_TYPES: ClassVar[Tuple[str, ...]] = ()
+    DEFAULT_IMPUTE: ClassVar[Optional[str]] = None  # None: the kind handles missing values
+    MULTIVALENT: ClassVar[bool] = False  # whether the kind accepts a multivalent column
 
     @classmethod
     def from_options(cls, name: str, column: str, column_type: str,
-                     options: Mapping[str, Any]) -> "Feature":
-        """Builds the feature from its config options; unknown options raise TypeError."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"name", "column", "column_type"}
+                     options: Mapping[str, Any], separator: Optional[str] = None,
+                     length: Optional[int] = None) -> "Feature":
+        """Builds the feature from its config options.
+
+        Raises:
+          TypeError: an unknown option. ValueError: an option out of range.
+        """
+        known = {f.name for f in dataclasses.fields(cls)} - set(_COLUMN_FIELDS)
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for kind {cls.KIND!r}; "
                             f"expected some of {sorted(known)}")
-        feature = cls(name=name, column=column, column_type=column_type, **options)
+        feature = cls(name=name, column=column, column_type=column_type,
+                      separator=separator, length=length, **options)
+        feature._validate_missing()
         feature.validate()
         return feature
+
+    @property
+    def multivalent(self) -> bool:
+        return self.separator is not None
+
+    @property
+    def dtype(self) -> tf.DType:
+        return DTYPES[self.column_type]
+
+    def _validate_missing(self) -> None:
+        if self.multivalent and not self.MULTIVALENT:
+            raise ValueError(f"kind {self.KIND!r} needs a scalar column; {self.column!r} "
+                             f"is multivalent")
+        if not isinstance(self.missing_indicator, bool):
+            raise ValueError(f"missing_indicator: expected true or false, "
+                             f"got {self.missing_indicator!r}")
+        if self.impute is not None or self.missing_indicator:
+            if self.multivalent:
+                raise ValueError("impute/missing_indicator: a multivalent column has no "
+                                 "missing cells, only empty lists")
+        if self.impute is not None:
+            impute_lib.check(self.impute, self.fill_value, self.column_type)
 
     def validate(self) -> None:
         """Raises ValueError when an option is out of range."""
@@ -47,6 +93,64 @@ class Feature:
     def vocabulary_names(self) -> Tuple[str, ...]:
         """Names of the vocabulary files this feature writes (for the run summary)."""
         return ()
+
+    def id_space(self, vocabulary_size: Optional[int]) -> Optional[int]:
+        """How many distinct ids `<name>` takes when it is integer ids, else None.
+
+        `vocabulary_size` is the length of the feature's first vocabulary, if it has one.
+        """
+        return None
+
+    # Reading values ------------------------------------------------------------------------
+
+    def scalar(self, inputs, default=None) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+        """The column as dense `[batch]` values with missing cells imputed.
+
+        Imputation follows the `impute` option or the kind's DEFAULT_IMPUTE; with neither,
+        missing cells get `default`. A NaN float is missing.
+
+        Returns:
+          (values, missing mask, extra outputs: `<name>_missing` when asked for).
+        """
+        raw = tf.cast(inputs[self.column], self.dtype)
+        if default is None:
+            default = impute_lib.placeholder(self.dtype)
+        dense = densify(raw, default)
+        present_mask = densify(tf.SparseTensor(raw.indices, tf.ones_like(raw.values, tf.bool),
+                                               raw.dense_shape), False)
+        if self.dtype.is_floating:
+            present_mask = tf.logical_and(present_mask, tf.logical_not(tf.math.is_nan(dense)))
+        missing = tf.logical_not(present_mask)
+        strategy = self.impute or self.DEFAULT_IMPUTE
+        if strategy is not None:
+            fill = impute_lib.statistic(strategy, tf.boolean_mask(dense, present_mask),
+                                        self.fill_value, f"{self.name}_impute")
+            dense = tf.where(missing, tf.cast(fill, dense.dtype), dense)
+        extra = {}
+        if self.missing_indicator:
+            extra[f"{self.name}_missing"] = tf.cast(missing, tf.int64)
+        return dense, missing, extra
+
+    def values(self, inputs) -> tf.RaggedTensor:
+        """The column as a `[batch, (values)]` ragged tensor of its value type.
+
+        A scalar column gives one value per present row; a multivalent cell is split on
+        the separator (an empty cell is an empty list, "a||b" has an empty middle value).
+        """
+        raw = inputs[self.column]
+        if not self.multivalent:
+            return tf.RaggedTensor.from_sparse(tf.cast(raw, self.dtype))
+        text = densify(raw, "")
+        parts = tf.strings.split(text, self.separator)
+        keep = tf.repeat(tf.not_equal(text, ""), parts.row_lengths())
+        parts = tf.RaggedTensor.from_row_lengths(
+            tf.boolean_mask(parts.flat_values, keep),
+            tf.where(tf.equal(text, ""), tf.zeros_like(parts.row_lengths()),
+                     parts.row_lengths()))
+        if self.dtype == tf.string:
+            return parts
+        return parts.with_flat_values(
+            tf.strings.to_number(tf.strings.strip(parts.flat_values), self.dtype))
 
 
 def densify(x: tf.SparseTensor, default_value) -> tf.Tensor:
@@ -61,3 +165,9 @@ def check_positive(value, option: str, allow_none: bool = True) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{option}: expected a positive integer, got {value!r}")
+
+
+def check_choice(value, option: str, choices) -> None:
+    """Raises ValueError unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{option}: expected one of {list(choices)}, got {value!r}")

@@ -1,11 +1,12 @@
 """Normalization: z-score with full-pass mean and variance (replaces keras.layers.Normalization)."""
 
 import dataclasses
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from beam_pipeline.features.base import Feature, densify
+from beam_pipeline.features.base import Feature
 
 # Keras divides by max(sqrt(var), epsilon) so a constant column does not divide by zero.
 KERAS_EPSILON = 1e-7
@@ -15,36 +16,70 @@ KERAS_EPSILON = 1e-7
 class Normalization(Feature):
     """Standardizes a numeric column: `(x - mean) / max(sqrt(var), 1e-7)`.
 
-    Mean and population variance are computed over every train row that has a value.
-    A missing value is imputed with the mean (so it becomes 0.0); with
-    `missing_indicator: true` an extra int64 feature `<name>_missing` is 1 on those rows.
+    Mean and population variance are computed over the train split's present values
+    (a missing cell or NaN is not a value; Keras would turn its statistics into NaN).
+    Missing cells are imputed (default: the mean, so they become 0.0).
+
+    Options:
+      axis: for a vector column (`length` set): -1 (default, Keras's) keeps one mean and
+        variance per position; null pools every position into one.
+      invert: map standardized values back: `mean + x * max(sqrt(var), 1e-7)`.
+      impute, fill_value, missing_indicator: see `features.impute`.
 
     Config example:
         features:
           fare: {kind: normalization, missing_indicator: true}
+          embedding: {kind: normalization, axis: -1}   # a column with separator and length
 
-    Outputs:
-      `<name>`: float32 scalar; `<name>_missing`: int64 scalar when asked for.
+    Outputs: `<name>`: float32 scalar, or `[length]` for a vector column;
+    `<name>_missing`: int64, when asked for.
     """
 
-    missing_indicator: bool = False
+    axis: Optional[int] = -1
+    invert: bool = False
 
     KIND = "normalization"
     COLUMN_TYPES = ("float", "int")
+    DEFAULT_IMPUTE = "mean"
+    MULTIVALENT = True
 
     def validate(self) -> None:
-        if not isinstance(self.missing_indicator, bool):
-            raise ValueError(f"missing_indicator: expected true or false, "
-                             f"got {self.missing_indicator!r}")
+        if self.axis not in (-1, None):
+            raise ValueError(f"axis: expected -1 or null, got {self.axis!r}")
+        if not isinstance(self.invert, bool):
+            raise ValueError(f"invert: expected true or false, got {self.invert!r}")
+        if self.multivalent and self.length is None:
+            raise ValueError(f"column {self.column!r} needs a `length` to be normalized "
+                             f"per position")
+
+    def _scale(self, x, mean, var):
+        std = tf.maximum(tf.sqrt(var), KERAS_EPSILON)
+        return mean + x * std if self.invert else (x - mean) / std
 
     def transform(self, inputs):
-        values = tf.cast(inputs[self.column], tf.float32)
-        mean = tft.mean(values, name=f"{self.name}_mean")
-        var = tft.var(values, name=f"{self.name}_var")
-        dense = densify(values, float("nan"))
-        missing = tf.math.is_nan(dense)
-        filled = tf.where(missing, mean, dense)
-        outputs = {self.name: (filled - mean) / tf.maximum(tf.sqrt(var), KERAS_EPSILON)}
-        if self.missing_indicator:
-            outputs[f"{self.name}_missing"] = tf.cast(missing, tf.int64)
+        if self.multivalent:
+            return {self.name: self._vector(inputs)}
+        dense, missing, outputs = self.scalar(inputs)
+        present = tf.cast(tf.boolean_mask(dense, tf.logical_not(missing)), tf.float32)
+        mean = tft.mean(present, name=f"{self.name}_mean")
+        var = tft.var(present, name=f"{self.name}_var")
+        outputs[self.name] = self._scale(tf.cast(dense, tf.float32), mean, var)
         return outputs
+
+    def _vector(self, inputs) -> tf.Tensor:
+        """`[batch, length]` per position (axis -1) or pooled (axis null); gaps get the mean."""
+        dense = tf.cast(self.values(inputs), tf.float32).to_tensor(
+            default_value=float("nan"), shape=[None, self.length])
+        present = tf.logical_not(tf.math.is_nan(dense))
+        if self.axis is None:
+            values = tf.boolean_mask(dense, present)
+            mean = tft.mean(values, name=f"{self.name}_mean")
+            var = tft.var(values, name=f"{self.name}_var")
+        else:
+            # One statistic per position: a sparse tensor leaves the gaps out of it.
+            sparse = tf.SparseTensor(tf.where(present), tf.boolean_mask(dense, present),
+                                     tf.shape(dense, out_type=tf.int64))
+            mean = tft.mean(sparse, reduce_instance_dims=False, name=f"{self.name}_mean")
+            var = tft.var(sparse, reduce_instance_dims=False, name=f"{self.name}_var")
+        filled = tf.where(present, dense, mean + tf.zeros_like(dense))
+        return self._scale(filled, mean, var)

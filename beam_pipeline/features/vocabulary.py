@@ -1,11 +1,13 @@
 """The vocabulary every lookup kind shares: learned with counts, applied with Keras's layout.
 
 Vocabularies are text files of "<count> <token>" lines (tft's `store_frequency=True`),
-so the counts feed the run summary. The lookup splits each line at its spaces, so a
-space inside a string token is stored as U+241F (SYMBOL FOR UNIT SEPARATOR) and mapped
-back when the file is read. tft's text files drop the empty token and tokens with a
-newline; such values are OOV. (The gzipped-TFRecord format keeps them, but a lookup
-table built from it cannot be re-exported inside the serving SavedModel.)
+so the counts feed the run summary. The lookup splits each line at its spaces, and tft's
+text files drop the empty token and tokens with a line break, so those characters are
+stored as Unicode control pictures and mapped back when the file is read: space as
+U+241F, "\n" as U+2424, "\r" as U+240D, and the empty token as U+2400. (The
+gzipped-TFRecord format would keep them, but a lookup table built from it cannot be
+re-exported inside the serving SavedModel.) A data value that is itself one of those
+pictures is read back as the character it stands for.
 Order is count descending, ties broken by token bytes descending: tft's order, and
 Keras's for strings. Integers are stored as sortable text ("1" + 19 digits for x >= 0,
 "0" + 19 digits of x + 2**63 below), so the same byte order breaks their ties
@@ -16,11 +18,11 @@ from typing import Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tensorflow_transform import mappers
+from tensorflow_transform import mappers, tf_utils
 
 FILE_FORMAT = "text"
-SPACE = " "
-SPACE_ESCAPE = "\u241f"
+ESCAPES = ((" ", "\u241f"), ("\n", "\u2424"), ("\r", "\u240d"))
+EMPTY_ESCAPE = "\u2400"
 
 
 INT64_MAX = 2**63 - 1
@@ -29,7 +31,10 @@ INT64_MAX = 2**63 - 1
 def _to_keys(values: tf.Tensor) -> tf.Tensor:
     """Flat values -> the strings stored in the vocabulary file."""
     if values.dtype == tf.string:
-        return tf.strings.regex_replace(values, SPACE, SPACE_ESCAPE)
+        keys = values
+        for char, picture in ESCAPES:
+            keys = tf.strings.regex_replace(keys, char, picture)
+        return tf.where(tf.equal(values, ""), EMPTY_ESCAPE, keys)
     values = tf.cast(values, tf.int64)
     # For x < 0, x + INT64_MAX cannot overflow; the other branch's overflow is discarded.
     shifted = tf.where(values >= 0, values, values + INT64_MAX + 1)
@@ -50,7 +55,39 @@ def unescape(token: str, integer: bool = False):
     """A key as read from a vocabulary file -> the value as it was in the data."""
     if integer:
         return int(token[1:]) if token[0] == "1" else int(token[1:]) - 2**63
-    return token.replace(SPACE_ESCAPE, SPACE)
+    if token == EMPTY_ESCAPE:
+        return ""
+    for char, picture in ESCAPES:
+        token = token.replace(picture, char)
+    return token
+
+
+def decode_integer_key(key: tf.Tensor) -> tf.Tensor:
+    """In the graph: integer keys as stored in the file -> int64 values (anything else -> 0)."""
+    # tft runs the graph once with a placeholder file before the vocabulary exists; a
+    # key that is not one of ours must decode to something rather than fail.
+    key = tf.where(tf.strings.regex_full_match(key, "[01][0-9]{19}"), key, "1" + "0" * 19)
+    magnitude = tf.strings.to_number(tf.strings.substr(key, 1, 19), tf.int64)
+    return tf.where(tf.equal(tf.strings.substr(key, 0, 1), "1"), magnitude,
+                    magnitude + tf.constant(-2**63, tf.int64))
+
+
+def first_entry(vocabulary_path, name: str) -> tf.Tensor:
+    """In the graph: the key on the vocabulary file's first line, "" when the file is empty."""
+
+    def line_table(path):
+        return tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value="", name=f"{name}_first_entry")
+
+    # tft's helper ties the table to the analyzer that writes the file, so that the
+    # lookup waits for the real vocabulary instead of a placeholder asset.
+    line, _ = tf_utils.construct_and_lookup_table(
+        line_table, vocabulary_path, tf.zeros([1], tf.int64))
+    # "<count> <key>": the key is everything after the first space.
+    return tf.strings.regex_replace(line[0], r"^\S+ ", "")
 
 
 def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):

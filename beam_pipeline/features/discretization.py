@@ -1,0 +1,79 @@
+"""Discretization: numeric values to bucket ids (replaces keras.layers.Discretization)."""
+
+import dataclasses
+from typing import Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from beam_pipeline.features.base import Feature, check_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Discretization(Feature):
+    """Buckets a numeric column: bucket i holds `b[i-1] <= x < b[i]`, NaN the last one.
+
+    Either `bin_boundaries` are given, or `num_bins` boundaries are learned: the train
+    split's quantiles 1/n .. (n-1)/n from tf.Transform's quantile sketch, each within
+    `epsilon * rows` ranks of the exact order statistic. Unlike Keras's adapt, the result
+    does not depend on how the data is batched.
+
+    Options:
+      bin_boundaries: sorted boundaries, or
+      num_bins: number of buckets to learn, with epsilon: the rank error (default 0.01).
+      impute, fill_value, missing_indicator: see `features.impute`. Without impute a
+        missing cell is NaN and lands in the last bucket, Keras's rule for NaN.
+
+    Config example:
+        features:
+          age_bucket: {kind: discretization, column: age, num_bins: 10}
+
+    Output: `<name>`, int64 in [0, number of boundaries] (Keras gives int32).
+    """
+
+    bin_boundaries: Optional[Sequence[float]] = None
+    num_bins: Optional[int] = None
+    epsilon: float = 0.01
+
+    KIND = "discretization"
+    COLUMN_TYPES = ("float", "int")
+
+    def validate(self) -> None:
+        if (self.bin_boundaries is None) == (self.num_bins is None):
+            raise ValueError("give exactly one of bin_boundaries and num_bins")
+        if self.bin_boundaries is not None:
+            b = self.bin_boundaries
+            if (not isinstance(b, (list, tuple)) or not b
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in b)):
+                raise ValueError(f"bin_boundaries: expected a list of numbers, got {b!r}")
+            if list(b) != sorted(b):
+                raise ValueError(f"bin_boundaries: must be sorted, got {b!r}")
+        else:
+            check_positive(self.num_bins, "num_bins", allow_none=False)
+            if self.num_bins < 2:
+                raise ValueError(f"num_bins: expected at least 2, got {self.num_bins}")
+        if not isinstance(self.epsilon, (int, float)) or not 0 < self.epsilon < 1:
+            raise ValueError(f"epsilon: expected a number in (0, 1), got {self.epsilon!r}")
+
+    def boundaries(self, x: tf.Tensor, missing: tf.Tensor) -> tf.Tensor:
+        """The `[1, buckets - 1]` boundaries, given or learned from the present values."""
+        if self.bin_boundaries is not None:
+            return tf.constant([list(self.bin_boundaries)], tf.float32)
+        return tft.quantiles(tf.boolean_mask(x, tf.logical_not(missing)), self.num_bins,
+                             self.epsilon, name=f"{self.name}_quantiles")
+
+    def transform(self, inputs):
+        dense, missing, outputs = self.scalar(inputs)
+        x = tf.cast(dense, tf.float32)
+        if self.impute is None:
+            x = tf.where(missing, float("nan"), x)  # an int column's placeholder is not NaN
+        boundaries = tf.reshape(self.boundaries(x, missing), [-1])
+        # searchsorted "right" is Keras's digitize rule; NaN sorts past every boundary.
+        buckets = tf.searchsorted(boundaries, x, side="right", out_type=tf.int64)
+        buckets = tf.where(tf.math.is_nan(x), tf.size(boundaries, out_type=tf.int64), buckets)
+        outputs[self.name] = buckets
+        return outputs
+
+    def id_space(self, vocabulary_size):
+        return (self.num_bins if self.bin_boundaries is None
+                else len(self.bin_boundaries) + 1)
