@@ -34,6 +34,17 @@ FEATURES = {
     "cat_big": {"kind": "string_lookup", "max_tokens": 100, "num_oov_indices": 4},
     "int_cat": {"kind": "integer_lookup", "num_oov_indices": 3},
     "text": {"kind": "text_vectorization", "max_tokens": 300, "output_sequence_length": 12},
+    # Kinds whose outputs are buckets, bins and vectors, so training and the exported model
+    # cover them too (their Keras parity is in test_keras_parity).
+    "f_uniform_bins": {"kind": "discretization", "column": "f_uniform", "num_bins": 5},
+    "f_uniform_scaled": {"kind": "min_max", "column": "f_uniform"},
+    "cat_big_hash": {"kind": "hashing", "column": "cat_big", "num_bins": 64},
+    "cat_small_x_int_cat": {"kind": "hashed_crossing", "columns": ["cat_small", "int_cat"],
+                            "num_bins": 32},
+    "cat_mid_one_hot": {"kind": "string_lookup", "column": "cat_mid", "max_tokens": 20,
+                        "output_mode": "one_hot"},
+    "text_tf_idf": {"kind": "text_vectorization", "column": "text", "max_tokens": 64,
+                    "ngrams": 2, "output_mode": "tf_idf"},
 }
 
 
