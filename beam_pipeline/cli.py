@@ -9,6 +9,9 @@ Every argument the command does not know is a Beam pipeline option and reaches
 `PipelineOptions` unchanged (`--runner DataflowRunner --project ... --region ...
 --temp_location gs://... --setup_file ./setup.py`). Without `--runner`, the job runs on
 the local FnApiRunner.
+
+Exit codes: 0 done, 2 config or input error (before any pipeline starts), 3 too many
+rejected records (see `rejects`).
 """
 
 import argparse
@@ -19,6 +22,7 @@ import sys
 # TensorFlow's C++ start-up chatter hides the summary; users can set their own level.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from beam_pipeline import rejects  # noqa: E402
 from beam_pipeline.config import ConfigError, load_config  # noqa: E402
 
 EXIT_CONFIG_ERROR = 2
@@ -111,6 +115,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"beam-pipeline: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    except rejects.TooManyRejected as e:
+        print(f"beam-pipeline: {e}", file=sys.stderr)
+        return rejects.EXIT_TOO_MANY_REJECTED
     print(summary.format_summary(result))
     return 0
 

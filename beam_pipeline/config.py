@@ -6,6 +6,7 @@ reading a stack trace.
 """
 
 import dataclasses
+import os
 import re
 from typing import Any, Mapping, Optional, Tuple
 
@@ -30,6 +31,7 @@ class Column:
     type: str  # one of COLUMN_TYPES
     separator: Optional[str] = None  # set: a cell holds several values, e.g. "a|b|c"
     length: Optional[int] = None  # with separator: a vector of exactly this many positions
+    required: bool = False  # a row with this cell empty is rejected
 
     @property
     def read_type(self) -> str:
@@ -37,11 +39,18 @@ class Column:
         return "string" if self.separator else self.type
 
 
+NON_FINITE = ("missing", "reject")
+
+
 @dataclasses.dataclass(frozen=True)
 class CsvInput:
     file_pattern: str
     header: bool = True
     delimiter: str = ","
+    non_finite: str = "missing"  # NaN/inf in a number column: a missing value, or a reject
+    # The job fails (exit 3) when more than this share of the records are rejected: a
+    # wrong delimiter or a shifted schema rejects nearly everything and must not pass.
+    max_rejected_fraction: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,17 +173,25 @@ def _section(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping
 
 def _parse_input(raw: Mapping[str, Any], base_dir: str) -> CsvInput:
     section = _section(raw, "input")
-    _check_keys(section, ("format", "file_pattern", "header", "delimiter"), "input")
+    _check_keys(section, ("format", "file_pattern", "header", "delimiter", "non_finite",
+                          "max_rejected_fraction"), "input")
     fmt = _take(section, "format", "input", str, "csv")
     if fmt != "csv":
         raise ConfigError(f"input.format: expected 'csv', got {fmt!r}")
     delimiter = _take(section, "delimiter", "input", str, ",")
     if len(delimiter) != 1:
         raise ConfigError(f"input.delimiter: expected one character, got {delimiter!r}")
+    non_finite = _take(section, "non_finite", "input", str, "missing")
+    if non_finite not in NON_FINITE:
+        raise ConfigError(f"input.non_finite: expected one of {NON_FINITE}, got {non_finite!r}")
+    fraction = _take(section, "max_rejected_fraction", "input", float, 0.01)
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"input.max_rejected_fraction: expected a number in [0, 1], "
+                          f"got {fraction}")
     return CsvInput(
         file_pattern=_resolve(_take(section, "file_pattern", "input", str), base_dir),
         header=_take(section, "header", "input", bool, True),
-        delimiter=delimiter)
+        delimiter=delimiter, non_finite=non_finite, max_rejected_fraction=fraction)
 
 
 def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
@@ -185,7 +202,7 @@ def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
         where = f"columns[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with name and type")
-        _check_keys(entry, ("name", "type", "separator", "length"), where)
+        _check_keys(entry, ("name", "type", "separator", "length", "required"), where)
         name = _take(entry, "name", where, str)
         ctype = _take(entry, "type", where, str)
         separator = _take(entry, "separator", where, str, None)
@@ -201,7 +218,8 @@ def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
             raise ConfigError(f"{where}.name: {name!r} is not a valid feature name")
         if any(c.name == name for c in columns):
             raise ConfigError(f"{where}.name: column {name!r} is declared twice")
-        columns.append(Column(name, ctype, separator, length))
+        required = _take(entry, "required", where, bool, False)
+        columns.append(Column(name, ctype, separator, length, required))
     return tuple(columns)
 
 
@@ -347,5 +365,9 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"--config: cannot read {path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    # Relative paths in the config are relative to its folder, made absolute so that a
+    # glob such as "data/*.csv" matches whatever the working directory.
     base_dir = path.rsplit("/", 1)[0] if "/" in path else ""
+    if not _is_url(path):
+        base_dir = os.path.dirname(os.path.abspath(path))
     return parse_config(raw, path=path, base_dir=base_dir)

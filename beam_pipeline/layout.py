@@ -6,6 +6,7 @@
       transform_fn/  transformed_metadata/          tf.Transform's output
       metadata/                                     the raw schema (TFTransformOutput reads it)
       statistics/train.json                         column statistics of the train split
+      rejected/rejected-00000-of-00001.jsonl        records that are not valid rows, and why
       run_summary.json                              rows, statistics, vocabularies
       report.html                                   the same, with plots, one self-contained page
 """
@@ -13,7 +14,13 @@
 from apache_beam.io.filesystems import FileSystems
 
 DATA_SUFFIX = ".tfrecord.gz"
+REJECTED_SUFFIX = ".jsonl"
 RUN_SUMMARY = "run_summary.json"
+
+
+def published_dirs(out: str):
+    """What training and serving read: the transformed data and the transform graph."""
+    return [FileSystems.join(out, d) for d in ("data", "transform_fn", "transformed_metadata")]
 
 
 def data_prefix(out: str, split: str) -> str:
@@ -23,6 +30,15 @@ def data_prefix(out: str, split: str) -> str:
 def data_pattern(out: str, split: str) -> str:
     """Glob of a split's TFRecord shards."""
     return data_prefix(out, split) + "-*" + DATA_SUFFIX
+
+
+def rejected_prefix(out: str) -> str:
+    return FileSystems.join(out, "rejected", "rejected")
+
+
+def rejected_pattern(out: str) -> str:
+    """Glob of the dead-letter files (JSON lines)."""
+    return rejected_prefix(out) + "*" + REJECTED_SUFFIX
 
 
 def statistics_path(out: str) -> str:

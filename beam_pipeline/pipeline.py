@@ -79,6 +79,7 @@ class Handles:
 
     statistics_path: str
     data_prefixes: Dict[str, str]
+    rejected_prefix: str
 
 
 def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
@@ -100,12 +101,15 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
         config.label.kind == "string_lookup" or config.label.column_type == "int") else None
     handles = Handles(
         statistics_path=layout.statistics_path(out),
-        data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS})
+        data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS},
+        rejected_prefix=layout.rejected_prefix(out))
 
     with tft_beam.Context(temp_dir=temp_dir):
         train = (
             pipeline
-            | "ReadForAnalysis" >> csv.csv_tfxio(config).BeamSource()
+            | "ReadForAnalysis" >> csv.ReadCsv(config)).batches
+        train = (
+            train
             | "ProgressAnalyze" >> beam.ParDo(progress.CountRows("analyze"))
             | "SplitForAnalysis" >> beam.ParDo(
                 SplitRecordBatches(*split_args, emit=("train",))).with_outputs("train"))["train"]
@@ -118,9 +122,13 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
              | "WriteStatistics" >> beam.io.WriteToText(
                  handles.statistics_path, shard_name_template=""))
 
+        read = pipeline | "ReadForTransform" >> csv.ReadCsv(config, count_rejects=True)
+        _ = (read[csv.REJECTED]
+             | "WriteRejected" >> beam.io.WriteToText(
+                 handles.rejected_prefix, file_name_suffix=layout.REJECTED_SUFFIX,
+                 num_shards=1))
         splits = (
-            pipeline
-            | "ReadForTransform" >> csv.csv_tfxio(config).BeamSource()
+            read.batches
             | "ProgressTransform" >> beam.ParDo(progress.CountRows("transform"))
             | "Split" >> beam.ParDo(
                 SplitRecordBatches(*split_args, count_rows=True)).with_outputs(*SPLITS))

@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOpti
                                                   PipelineOptions, StandardOptions)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline import layout, pipeline, progress, report, schema, summary
+from beam_pipeline import layout, pipeline, progress, rejects, report, schema, summary
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.preprocessing import preprocessing_fn_for
 from beam_pipeline.sources import csv
@@ -95,9 +95,19 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     counters = pipeline.read_counters(result)
     statistics = pipeline.read_statistics(handles.statistics_path)
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
-    summary.write_summary(run_summary, layout.run_summary_path(out))
-    report.write_report(run_summary, statistics, out)
-    if FileSystems.exists(temp_dir):
-        FileSystems.delete([temp_dir])
+    try:
+        rejects.check(run_summary["rows"], config.input.max_rejected_fraction, out)
+        run_summary["status"] = "complete"
+    except rejects.TooManyRejected:
+        # Keep what explains the failure (summary, report, rejected/), not what could be
+        # trained on by mistake.
+        run_summary["status"] = "failed: too many rejected records"
+        FileSystems.delete([p for p in layout.published_dirs(out) if FileSystems.exists(p)])
+        raise
+    finally:
+        summary.write_summary(run_summary, layout.run_summary_path(out))
+        report.write_report(run_summary, statistics, out)
+        if FileSystems.exists(temp_dir):
+            FileSystems.delete([temp_dir])
     logging.info("run summary written to %s", layout.run_summary_path(out))
     return run_summary

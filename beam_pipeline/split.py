@@ -52,7 +52,7 @@ class SplitRecordBatches(beam.DoFn):
     """Routes each row of a record batch to the `train` or `eval` output.
 
     With `count_rows`, Beam
-    counters `rows_read` and `rows_<split>` record how many rows went where.
+    counters `rows_valid` and `rows_<split>` record how many valid rows went where.
     """
 
     def __init__(self, key: Optional[str], eval_fraction: float,
@@ -66,12 +66,12 @@ class SplitRecordBatches(beam.DoFn):
     def setup(self):
         if self._count_rows:
             self._counters = {name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
-                              for name in ("rows_read",) + tuple(f"rows_{s}" for s in SPLITS)}
+                              for name in ("rows_valid",) + tuple(f"rows_{s}" for s in SPLITS)}
 
     def process(self, batch: pa.RecordBatch):
         is_eval = eval_mask(batch, self._key, self._eval_fraction)
         if self._count_rows:
-            self._counters["rows_read"].inc(batch.num_rows)
+            self._counters["rows_valid"].inc(batch.num_rows)
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):
             count = int(mask.sum())
             if self._count_rows:

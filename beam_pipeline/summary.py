@@ -104,14 +104,20 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         "config": config.path,
         "input": {
             "file_pattern": config.input.file_pattern, "header": config.input.header,
-            "delimiter": config.input.delimiter,
+            "delimiter": config.input.delimiter, "non_finite": config.input.non_finite,
+            "max_rejected_fraction": config.input.max_rejected_fraction,
             "columns": [{"name": c.name, "type": c.type, "read_type": c.read_type}
                         for c in config.columns],
         },
         "output": out,
         "wall_seconds": round(seconds, 2),
         "rows": {
-            "read": counters.get("rows_read", 0),
+            # Every record seen: the valid rows, split and written, plus the rejected ones.
+            "read": counters.get("rows_valid", 0) + counters.get("rows_rejected", 0),
+            "rejected": counters.get("rows_rejected", 0),
+            "rejected_by_reason": {name[len("rows_rejected_"):]: n
+                                   for name, n in sorted(counters.items())
+                                   if name.startswith("rows_rejected_")},
             "split": {s: counters.get(f"rows_{s}", 0) for s in SPLITS},
             "written": {s: counters.get(f"rows_written_{s}", 0) for s in SPLITS},
         },
@@ -154,7 +160,10 @@ def format_summary(summary: Dict) -> str:
     lines = [
         f"beam_pipeline preprocess: done in {summary['wall_seconds']:.1f} s",
         f"  rows read {rows['read']:,}: "
-        + ", ".join(f"{s} {rows['written'][s]:,}" for s in SPLITS) + " written",
+        + ", ".join(f"{s} {rows['written'][s]:,}" for s in SPLITS) + " written"
+        + (f", {rows['rejected']:,} rejected ("
+           + ", ".join(f"{r} {n:,}" for r, n in rows["rejected_by_reason"].items())
+           + f"; see {layout.rejected_pattern(summary['output'])})" if rows.get("rejected") else ""),
     ]
     for name, s in summary["statistics"]["numeric"].items():
         lines.append("  " + numeric_line(name, s))

@@ -40,7 +40,6 @@ class Normalization(Feature):
 
     KIND = "normalization"
     COLUMN_TYPES = ("float", "int")
-    DEFAULT_IMPUTE = "mean"
     MULTIVALENT = True
 
     def validate(self) -> None:
@@ -60,10 +59,13 @@ class Normalization(Feature):
         if self.multivalent:
             return {self.name: self._vector(inputs)}
         dense, missing, outputs = self.scalar(inputs)
-        present = tf.cast(tf.boolean_mask(dense, tf.logical_not(missing)), tf.float32)
+        x = tf.cast(dense, tf.float32)
+        present = tf.boolean_mask(x, tf.logical_not(missing))
         mean = tft.mean(present, name=f"{self.name}_mean")
         var = tft.var(present, name=f"{self.name}_var")
-        outputs[self.name] = self._scale(tf.cast(dense, tf.float32), mean, var)
+        if self.impute is None:  # the default, mean imputation, reuses the mean above
+            x = tf.where(missing, mean, x)
+        outputs[self.name] = self._scale(x, mean, var)
         return outputs
 
     def _vector(self, inputs) -> tf.Tensor:

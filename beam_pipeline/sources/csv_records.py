@@ -1,0 +1,242 @@
+"""One CSV file -> chunks of well-formed records with their line numbers, and the rejects.
+
+This is the structural half of CSV reading, in plain Python on bytes: it finds record
+boundaries (a quoted field may hold line breaks), strips a BOM and Windows line endings,
+and rejects what cannot be a row: invalid UTF-8, a wrong number of fields, an unterminated
+quote, a truncated compressed file. Typing the values is `csv_values`' job.
+
+Each record costs a few C-level bytes operations, and only records with quotes go through
+Python's csv module, so the common case stays fast.
+"""
+
+import collections
+import csv
+import dataclasses
+import io
+import zlib
+from typing import IO, Callable, Iterator, List, Optional, Tuple
+
+BOM = b"\xef\xbb\xbf"
+RAW_CAP = 1024  # bytes of a rejected record kept in the dead-letter output
+
+
+@dataclasses.dataclass
+class Reject:
+    """A record that is not a row: where it is, what it was, and why."""
+
+    file: str
+    line: int
+    reason: str
+    detail: str
+    raw: bytes
+
+    def to_json(self) -> dict:
+        raw = self.raw[:RAW_CAP]
+        return {"file": self.file, "line": self.line, "reason": self.reason,
+                "detail": self.detail, "raw": raw.decode("utf-8", "backslashreplace"),
+                "raw_truncated": len(self.raw) > RAW_CAP}
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Well-formed records (without line ends) and the line number each starts on."""
+
+    records: List[bytes]
+    lines: List[int]
+    multiline: bool  # whether some record holds a line break inside quotes
+
+
+STEP = 16 << 10  # compressed bytes decompressed per call
+
+
+class Unreadable(Exception):
+    """The bytes of a file end early or are corrupt."""
+
+
+def blocks(stream: IO[bytes], gzipped: bool, size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's bytes in blocks, decompressing gzip (several members too) as it goes.
+
+    Everything that decompresses is yielded before `Unreadable` is raised for a
+    truncated or corrupt file, so the rows before the damage are kept.
+    """
+    decoder = zlib.decompressobj(wbits=31) if gzipped else None
+    while True:
+        block = stream.read(size)
+        if decoder is None:
+            if not block:
+                return
+            yield block
+            continue
+        if not block:
+            if not decoder.eof:
+                raise Unreadable("the compressed stream ends before its end marker "
+                                 "(a truncated .gz file)")
+            return
+        while block:
+            # Small steps: zlib drops a call's output when it raises, so a corrupt spot
+            # costs at most the rows of one step.
+            piece, block = block[:STEP], block[STEP:]
+            try:
+                out = decoder.decompress(piece)
+            except zlib.error as e:
+                raise Unreadable(f"corrupt compressed data: {e}") from None
+            if out:
+                yield out
+            if decoder.eof:
+                block = decoder.unused_data + block
+            if decoder.eof and block:
+                decoder = zlib.decompressobj(wbits=31)  # the next gzip member
+
+
+def _lines(chunks: Iterator[bytes], file: str) -> Iterator[Tuple[int, bytes, Optional[Reject]]]:
+    """(line number, line without its end, reject) for each physical line.
+
+    A read error ends the file with a reject carrying the partial last line, if any.
+    """
+    number = 0
+    pending = b""
+    while True:
+        try:
+            block = next(chunks, None)
+        except (Unreadable, OSError, EOFError) as e:
+            yield number + 1, pending, Reject(file, number + 1, "unreadable_file",
+                                              str(e), pending)
+            return
+        if block is None:
+            break
+        if number == 0 and not pending and block.startswith(BOM):
+            block = block[len(BOM):]
+        parts = (pending + block).split(b"\n")
+        pending = parts.pop()
+        for part in parts:
+            number += 1
+            yield number, part[:-1] if part.endswith(b"\r") else part, None
+    if pending:
+        yield number + 1, pending[:-1] if pending.endswith(b"\r") else pending, None
+
+
+def _field_count(record: bytes, delimiter: str) -> Tuple[int, Optional[str]]:
+    """Number of fields, and a problem with the quoting if there is one."""
+    if b'"' not in record:
+        return record.count(delimiter.encode()) + 1, None
+    text = record.decode("utf-8")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as e:
+        return -1, str(e)
+    if len(rows) != 1:
+        return -1, "the quoted field does not close where the record ends"
+    return len(rows[0]), None
+
+
+MAX_RECORD_LINES = 64  # a quoted field spanning more lines is taken as an unclosed quote
+
+
+def _records(lines: Iterator[Tuple[int, bytes, Optional[Reject]]], file: str,
+             check: Callable[[bytes, int], Optional[Reject]]
+             ) -> Iterator[Tuple[int, bytes, bool, Optional[Reject]]]:
+    """(first line, record, spans lines, reject) from physical lines.
+
+    A line with an odd number of quotes opens a field that continues on the next lines
+    until the quotes balance. If they never do (end of file, or MAX_RECORD_LINES), or the
+    joined record fails `check`, the opening line is rejected alone and the lines after
+    it are read again as records, so one stray quote costs one row, not the rows after it.
+    """
+    queue = collections.deque()
+    source = iter(lines)
+    while True:
+        if queue:
+            number, line, error = queue.popleft()
+        else:
+            item = next(source, None)
+            if item is None:
+                return
+            number, line, error = item
+        if error is not None:
+            yield number, line, False, error
+            return
+        if line.count(b'"') % 2 == 0:
+            yield number, line, False, None
+            continue
+        taken, record, closed = [], line, False
+        while len(taken) < MAX_RECORD_LINES:
+            nxt = queue.popleft() if queue else next(source, None)
+            if nxt is None:
+                break
+            taken.append(nxt)
+            if nxt[2] is not None:
+                break
+            record += b"\n" + nxt[1]
+            if record.count(b'"') % 2 == 0:
+                closed = True
+                break
+        if closed and check(record, number) is None:
+            yield number, record, True, None
+            continue
+        yield number, line, False, Reject(
+            file, number, "unterminated_quote",
+            "a quoted field is not closed (within the line or the next "
+            f"{MAX_RECORD_LINES} lines)", line)
+        queue.extendleft(reversed(taken))
+
+
+def read_records(stream: IO[bytes], file: str, num_columns: int, delimiter: str = ",",
+                 header: bool = True, gzipped: bool = False, chunk_records: int = 8192
+                 ) -> Iterator[Tuple[Optional[Chunk], List[Reject]]]:
+    """Splits a CSV byte stream into chunks of records that have `num_columns` fields.
+
+    Args:
+      stream: the file's bytes as stored.
+      file: its path, for the rejects.
+      gzipped: whether to decompress them.
+      header: skip the first record (its check is done before the pipeline).
+      chunk_records: records per chunk.
+
+    Yields:
+      (chunk or None, rejects found since the previous chunk). Blank lines are skipped:
+      they hold no row.
+    """
+    records, lines, rejects, multiline = [], [], [], False
+    seen_header = not header
+    def check(record: bytes, number: int) -> Optional[Reject]:
+        return _check(record, number, file, num_columns, delimiter)
+
+    physical = _lines(blocks(stream, gzipped), file)
+    for number, record, spans, reject in _records(physical, file, check):
+        if reject is None and not seen_header:
+            seen_header = True
+            continue
+        if reject is None and not record.strip():
+            continue
+        if reject is None and not spans:  # a record that spans lines was checked whole
+            reject = check(record, number)
+        if reject is not None:
+            # An unreadable file tail is one reject even with no partial line: the run
+            # must show that the file was cut, though how many rows it held is unknown.
+            rejects.append(reject)
+            continue
+        records.append(record)
+        lines.append(number)
+        multiline = multiline or spans
+        if len(records) >= chunk_records:
+            yield Chunk(records, lines, multiline), rejects
+            records, lines, rejects, multiline = [], [], [], False
+    if records or rejects:
+        yield (Chunk(records, lines, multiline) if records else None), rejects
+
+
+def _check(record: bytes, line: int, file: str, num_columns: int,
+           delimiter: str) -> Optional[Reject]:
+    """The reason a record cannot be a row, or None."""
+    try:
+        record.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Reject(file, line, "invalid_utf8",
+                      f"byte {e.start + 1} of the line is not valid UTF-8", record)
+    count, problem = _field_count(record, delimiter)
+    if problem is not None:
+        return Reject(file, line, "bad_quoting", problem, record)
+    if count != num_columns:
+        return Reject(file, line, "wrong_field_count",
+                      f"expected {num_columns} fields, found {count}", record)
+    return None
