@@ -125,7 +125,9 @@ class Feature:
         if strategy is not None:
             fill = impute_lib.statistic(strategy, tf.boolean_mask(dense, present_mask),
                                         self.fill_value, f"{self.name}_impute")
-            dense = tf.where(missing, tf.cast(fill, dense.dtype), dense)
+        else:
+            fill = default  # a NaN that arrived as a value is missing too
+        dense = tf.where(missing, tf.cast(fill, dense.dtype), dense)
         extra = {}
         if self.missing_indicator:
             extra[f"{self.name}_missing"] = tf.cast(missing, tf.int64)

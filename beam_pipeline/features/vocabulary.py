@@ -2,12 +2,13 @@
 
 Vocabularies are text files of "<count> <token>" lines (tft's `store_frequency=True`),
 so the counts feed the run summary. The lookup splits each line at its spaces, and tft's
-text files drop the empty token and tokens with a line break, so those characters are
-stored as Unicode control pictures and mapped back when the file is read: space as
-U+241F, "\n" as U+2424, "\r" as U+240D, and the empty token as U+2400. (The
+text files drop the empty token and tokens with a line break, so those are stored as
+low control characters and mapped back when the file is read: "\\n" as U+001D, "\\r" as
+U+001E, space as U+001F, and the empty token as U+0000. Each keeps its byte order against
+every printable character, so count ties still break as Keras breaks them. (The
 gzipped-TFRecord format would keep them, but a lookup table built from it cannot be
-re-exported inside the serving SavedModel.) A data value that is itself one of those
-pictures is read back as the character it stands for.
+re-exported inside the serving SavedModel.) A data value holding one of those four
+control characters is read back as the character it stands for.
 Order is count descending, ties broken by token bytes descending: tft's order, and
 Keras's for strings. Integers are stored as sortable text ("1" + 19 digits for x >= 0,
 "0" + 19 digits of x + 2**63 below), so the same byte order breaks their ties
@@ -21,9 +22,8 @@ import tensorflow_transform as tft
 from tensorflow_transform import mappers, tf_utils
 
 FILE_FORMAT = "text"
-ESCAPES = ((" ", "\u241f"), ("\n", "\u2424"), ("\r", "\u240d"))
-EMPTY_ESCAPE = "\u2400"
-
+ESCAPES = ((" ", "\x1f"), ("\n", "\x1d"), ("\r", "\x1e"))
+EMPTY_ESCAPE = "\x00"
 
 INT64_MAX = 2**63 - 1
 

@@ -101,7 +101,8 @@ class _ReadCsvFile(beam.DoFn):
     def process(self, path: str):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             for chunk, rejects in csv_records.read_records(
-                    f, path, len(self._columns), self._input.delimiter, self._input.header,
+                    f, path, [c.name for c in self._columns], self._input.delimiter,
+                    self._input.header,
                     gzipped=path.endswith(".gz")):
                 if chunk is not None:
                     batch, bad_values = csv_values.to_record_batch(

@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import io
 import zlib
-from typing import IO, Callable, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 BOM = b"\xef\xbb\xbf"
 RAW_CAP = 1024  # bytes of a rejected record kept in the dead-letter output
@@ -180,10 +180,10 @@ def _records(lines: Iterator[Tuple[int, bytes, Optional[Reject]]], file: str,
         queue.extendleft(reversed(taken))
 
 
-def read_records(stream: IO[bytes], file: str, num_columns: int, delimiter: str = ",",
+def read_records(stream: IO[bytes], file: str, column_names: Sequence[str], delimiter: str = ",",
                  header: bool = True, gzipped: bool = False, chunk_records: int = 8192
                  ) -> Iterator[Tuple[Optional[Chunk], List[Reject]]]:
-    """Splits a CSV byte stream into chunks of records that have `num_columns` fields.
+    """Splits a CSV byte stream into chunks of records with one field per column.
 
     Args:
       stream: the file's bytes as stored.
@@ -199,7 +199,7 @@ def read_records(stream: IO[bytes], file: str, num_columns: int, delimiter: str 
     records, lines, rejects, multiline = [], [], [], False
     seen_header = not header
     def check(record: bytes, number: int) -> Optional[Reject]:
-        return _check(record, number, file, num_columns, delimiter)
+        return _check(record, number, file, column_names, delimiter)
 
     physical = _lines(blocks(stream, gzipped), file)
     for number, record, spans, reject in _records(physical, file, check):
@@ -225,18 +225,21 @@ def read_records(stream: IO[bytes], file: str, num_columns: int, delimiter: str 
         yield (Chunk(records, lines, multiline) if records else None), rejects
 
 
-def _check(record: bytes, line: int, file: str, num_columns: int,
+def _check(record: bytes, line: int, file: str, column_names: Sequence[str],
            delimiter: str) -> Optional[Reject]:
     """The reason a record cannot be a row, or None."""
     try:
         record.decode("utf-8")
     except UnicodeDecodeError as e:
+        field = record[:e.start].count(delimiter.encode())  # where the bad byte sits
+        where = (f"column {column_names[field]!r}" if field < len(column_names)
+                 else f"field {field + 1}")
         return Reject(file, line, "invalid_utf8",
-                      f"byte {e.start + 1} of the line is not valid UTF-8", record)
+                      f"{where}: byte {e.start + 1} of the line is not valid UTF-8", record)
     count, problem = _field_count(record, delimiter)
     if problem is not None:
         return Reject(file, line, "bad_quoting", problem, record)
-    if count != num_columns:
+    if count != len(column_names):
         return Reject(file, line, "wrong_field_count",
-                      f"expected {num_columns} fields, found {count}", record)
+                      f"expected {len(column_names)} fields, found {count}", record)
     return None
