@@ -40,17 +40,37 @@ class Column:
 
 
 NON_FINITE = ("missing", "reject")
+FOLDER_FORMATS = ("text_directory", "image_directory")
 
 
 @dataclasses.dataclass(frozen=True)
-class CsvInput:
-    file_pattern: str
+class Input:
+    """One input of the job: a file pattern of a tabular format, or a class-per-folder tree.
+
+    `split` sends every row of the input to that split instead of hashing rows; a folder
+    input with `validation_split` and `seed` splits its files exactly as Keras's loader.
+    """
+
+    format: str = "csv"
+    file_pattern: Optional[str] = None
+    directory: Optional[str] = None
+    split: Optional[str] = None
+    max_rejected_fraction: float = 0.01
+    # csv
     header: bool = True
     delimiter: str = ","
     non_finite: str = "missing"  # NaN/inf in a number column: a missing value, or a reject
-    # The job fails (exit 3) when more than this share of the records are rejected: a
-    # wrong delimiter or a shifted schema rejects nearly everything and must not pass.
-    max_rejected_fraction: float = 0.01
+    # folders (Keras's loader options)
+    class_names: Optional[Tuple[str, ...]] = None
+    follow_links: bool = False
+    validation_split: Optional[float] = None
+    seed: Optional[int] = None
+    max_length: Optional[int] = None  # text: bytes kept per file, as Keras
+    color_mode: str = "rgb"  # images: the channels a file must decode to
+
+    @property
+    def location(self) -> str:
+        return self.directory if self.format in FOLDER_FORMATS else self.file_pattern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +134,7 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class Config:
     path: str
-    input: CsvInput
+    inputs: Tuple[Input, ...]
     columns: Tuple[Column, ...]
     label: Optional[features.Label]
     split: Split
@@ -125,6 +145,17 @@ class Config:
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def max_rejected_fraction(self) -> float:
+        """The strictest of the inputs' limits: the job-wide share of records rejected."""
+        return min(i.max_rejected_fraction for i in self.inputs)
+
+
+def folder_columns(fmt: str) -> Tuple[Column, ...]:
+    """The columns a folder input gives: the file's path, its content, its class id."""
+    content = "text" if fmt == "text_directory" else "image"
+    return (Column("path", "string"), Column(content, "string"), Column("label", "int"))
 
 
 def _is_url(path: str) -> bool:
@@ -171,27 +202,78 @@ def _section(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping
     return raw[key]
 
 
-def _parse_input(raw: Mapping[str, Any], base_dir: str) -> CsvInput:
-    section = _section(raw, "input")
-    _check_keys(section, ("format", "file_pattern", "header", "delimiter", "non_finite",
-                          "max_rejected_fraction"), "input")
-    fmt = _take(section, "format", "input", str, "csv")
-    if fmt != "csv":
-        raise ConfigError(f"input.format: expected 'csv', got {fmt!r}")
-    delimiter = _take(section, "delimiter", "input", str, ",")
-    if len(delimiter) != 1:
-        raise ConfigError(f"input.delimiter: expected one character, got {delimiter!r}")
-    non_finite = _take(section, "non_finite", "input", str, "missing")
-    if non_finite not in NON_FINITE:
-        raise ConfigError(f"input.non_finite: expected one of {NON_FINITE}, got {non_finite!r}")
-    fraction = _take(section, "max_rejected_fraction", "input", float, 0.01)
-    if not 0.0 <= fraction <= 1.0:
-        raise ConfigError(f"input.max_rejected_fraction: expected a number in [0, 1], "
-                          f"got {fraction}")
-    return CsvInput(
-        file_pattern=_resolve(_take(section, "file_pattern", "input", str), base_dir),
-        header=_take(section, "header", "input", bool, True),
-        delimiter=delimiter, non_finite=non_finite, max_rejected_fraction=fraction)
+FORMAT_KEYS = {
+    "csv": ("file_pattern", "header", "delimiter", "non_finite"),
+    "tfrecord": ("file_pattern",),
+    "parquet": ("file_pattern",),
+    "text_directory": ("directory", "class_names", "follow_links", "validation_split", "seed",
+                       "max_length"),
+    "image_directory": ("directory", "class_names", "follow_links", "validation_split", "seed",
+                        "color_mode"),
+}
+COMMON_KEYS = ("format", "split", "max_rejected_fraction")
+
+
+def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> Input:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {section!r}")
+    fmt = _take(section, "format", where, str, "csv")
+    if fmt not in FORMAT_KEYS:
+        raise ConfigError(f"{where}.format: expected one of {sorted(FORMAT_KEYS)}, got {fmt!r}")
+    _check_keys(section, COMMON_KEYS + FORMAT_KEYS[fmt], f"{where} (format {fmt})")
+    location = "directory" if fmt in FOLDER_FORMATS else "file_pattern"
+    options = {k: section[k] for k in section if k not in ("format", location)}
+    options[location] = _resolve(_take(section, location, where, str), base_dir)
+    for key, expected in (("header", bool), ("delimiter", str), ("non_finite", str),
+                          ("max_rejected_fraction", float), ("split", str),
+                          ("follow_links", bool), ("validation_split", float), ("seed", int),
+                          ("max_length", int), ("color_mode", str)):
+        if key in options:
+            options[key] = _take(section, key, where, expected)
+    if "class_names" in options:
+        names = options["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}.class_names: expected a list of folder names")
+        options["class_names"] = tuple(names)
+    item = Input(format=fmt, **options)
+    problems = {
+        "delimiter": len(item.delimiter) != 1,
+        "non_finite": item.non_finite not in NON_FINITE,
+        "max_rejected_fraction": not 0.0 <= item.max_rejected_fraction <= 1.0,
+        "split": item.split not in (None, "train", "eval"),
+        "validation_split": item.validation_split is not None and (
+            not 0 < item.validation_split < 1 or item.seed is None or item.split is not None),
+        "max_length": item.max_length is not None and item.max_length < 1,
+        "color_mode": item.color_mode not in ("grayscale", "rgb", "rgba"),
+    }
+    hints = {
+        "delimiter": "one character", "non_finite": f"one of {NON_FINITE}",
+        "max_rejected_fraction": "a number in [0, 1]", "split": "train or eval",
+        "validation_split": "a number in (0, 1) with a seed (Keras needs one to shuffle), "
+                            "and no split",
+        "max_length": "a positive integer", "color_mode": "grayscale, rgb or rgba",
+    }
+    for key, bad in problems.items():
+        if bad:
+            raise ConfigError(f"{where}.{key}: expected {hints[key]}, "
+                              f"got {getattr(item, key)!r}")
+    return item
+
+
+def _parse_inputs(raw: Mapping[str, Any], base_dir: str) -> Tuple[Input, ...]:
+    """`input:` as one mapping or a list of them (e.g. eval data in its own files)."""
+    if raw.get("input") is None:
+        raise ConfigError("input: required section is missing")
+    entries = raw["input"] if isinstance(raw["input"], list) else [raw["input"]]
+    if not entries:
+        raise ConfigError("input: expected a mapping or a non-empty list of them")
+    where = (lambda i: f"input[{i}]") if isinstance(raw["input"], list) else (lambda i: "input")
+    inputs = tuple(_parse_one_input(e, where(i), base_dir) for i, e in enumerate(entries))
+    folders = {i.format for i in inputs} & set(FOLDER_FORMATS)
+    if folders and len({i.format for i in inputs}) > 1:
+        raise ConfigError("input: a folder input cannot be mixed with other formats "
+                          "(their columns differ)")
+    return inputs
 
 
 def _parse_columns(raw: Mapping[str, Any]) -> Tuple[Column, ...]:
@@ -335,7 +417,14 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     _check_keys(raw, TOP_LEVEL_KEYS, "<top level>")
-    columns = _parse_columns(raw)
+    inputs = _parse_inputs(raw, base_dir)
+    if inputs[0].format in FOLDER_FORMATS:
+        if raw.get("columns") is not None:
+            raise ConfigError("columns: a folder input has its own columns (path, "
+                              "text or image, label); remove `columns`")
+        columns = folder_columns(inputs[0].format)
+    else:
+        columns = _parse_columns(raw)
     label = _parse_label(raw, columns)
     preprocessing_fn = raw.get("preprocessing_fn")
     if preprocessing_fn is not None and (
@@ -350,7 +439,7 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
         raise ConfigError("features: required (or preprocessing_fn) - nothing to compute")
     if preprocessing_fn and not _is_url(preprocessing_fn) and ".py:" in preprocessing_fn:
         preprocessing_fn = _resolve(preprocessing_fn, base_dir)
-    return Config(path=path, input=_parse_input(raw, base_dir), columns=columns,
+    return Config(path=path, inputs=inputs, columns=columns,
                   label=label, split=_parse_split(raw, columns), features=feats,
                   output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn,
                   model=ModelConfig.from_raw(_section(raw, "model", required=False)))

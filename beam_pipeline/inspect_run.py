@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import layout, summary as run_summary
 from beam_pipeline.config import ConfigError
-from beam_pipeline.sources.csv import matching_files
+from beam_pipeline.sources import matching_files
 
 _DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
 
@@ -84,7 +84,7 @@ def _format_value(value) -> str:
 def format_run(summary: Dict, out: str) -> str:
     """Config, rows, statistics, vocabularies and where each artifact is, as text."""
     lines = [f"run under {out}", f"  config: {summary['config']}",
-             f"  input: {summary['input']['file_pattern']}",
+             f"  input: {summary['input']['file_pattern'] or summary['input']['directory']}",
              f"  wall time: {summary['wall_seconds']} s"]
     rows = summary["rows"]
     lines.append(f"  rows read {rows['read']:,}; written " + ", ".join(
@@ -122,7 +122,9 @@ def inspect(out: str, records: int = 0) -> str:
     """The text `beam-pipeline inspect` prints for the run under `out`."""
     summary = load_summary(out)
     text = format_run(summary, out)
-    if records:
+    if records and summary["input"].get("format", "csv") != "csv":
+        text += "\n\n(--records shows rows of CSV inputs only)"
+    elif records:
         rows = read_raw_rows(summary["input"], records)
         transformed = transform_rows(out, rows, summary["input"]["columns"])
         text += "\n\nfirst rows of the input, through this run's transform graph:\n"

@@ -9,8 +9,11 @@ pooling; the head matches the label (binary, multi-class or regression).
 from typing import Dict, Tuple
 
 import keras
+import tensorflow as tf
 
+from beam_pipeline import features
 from beam_pipeline.config import Config, ConfigError, ModelConfig
+from beam_pipeline.features import image
 
 def infer_task(config: Config, model_config: ModelConfig, label_values) -> Tuple[str, int]:
     """(task, number of classes) from the label kind and the train labels seen."""
@@ -28,6 +31,40 @@ def infer_task(config: Config, model_config: ModelConfig, label_values) -> Tuple
     return task, classes
 
 
+class ImagePixels(keras.layers.Layer):
+    """The stored image (encoded bytes or uint8) -> float pixels, as the pipeline defines them.
+
+    Runs `features.image.model_pixels`, so training and the exported model decode,
+    resize, rescale and normalize the same way.
+    """
+
+    def __init__(self, feature, **kwargs):
+        super().__init__(**kwargs)
+        self._feature = feature
+
+    def call(self, stored, mean=None, std=None):
+        return image.model_pixels(stored, self._feature, mean, std)
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + tuple(self._feature.pixels_shape)
+
+
+def _image_tower(feature, inputs: Dict, feature_spec: Dict):
+    """A small convolutional encoder of one image feature."""
+    name = feature.name
+    for extra in (f"{name}_mean", f"{name}_std"):
+        if extra in feature_spec and extra not in inputs:
+            spec = feature_spec[extra]
+            inputs[extra] = keras.Input(shape=tuple(spec.shape), dtype=spec.dtype.name,
+                                        name=extra)
+    stats = ((inputs[f"{name}_mean"], inputs[f"{name}_std"]) if feature.normalize else ())
+    x = ImagePixels(feature, name=f"{name}_pixels")(inputs[name], *stats)
+    for i, filters in enumerate((16, 32)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, activation="relu",
+                                name=f"{name}_conv{i}")(x)
+    return keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+
+
 def build_model(config: Config, model_config: ModelConfig, feature_spec: Dict,
                 index_sizes: Dict[str, int], task: str, classes: int) -> keras.Model:
     """The functional model over `feature_spec` (the transformed spec minus the label).
@@ -38,13 +75,21 @@ def build_model(config: Config, model_config: ModelConfig, feature_spec: Dict,
     """
     keras.utils.set_random_seed(model_config.seed)
     inputs, numeric, encoded = {}, [], []
+    images = {f.name: f for f in config.features if isinstance(f, features.Image)}
     for name in sorted(feature_spec):
         if name in model_config.exclude_features:
             continue
         spec = feature_spec[name]
         shape = tuple(spec.shape)
-        inputs[name] = keras.Input(shape=shape, dtype=spec.dtype.name, name=name)
-        if name in index_sizes and shape:  # id sequences (text, multivalent lookups)
+        if name not in inputs:  # an image's statistics are made with the image
+            inputs[name] = keras.Input(shape=shape, dtype=spec.dtype.name, name=name)
+        if any(name in (f"{i}_mean", f"{i}_std") for i in images):
+            continue  # an image's learned normalization, used with the image below
+        if name in images:
+            encoded.append(_image_tower(images[name], inputs, feature_spec))
+        elif spec.dtype == tf.string:
+            del inputs[name]  # a passed-through key or path: not a model feature
+        elif name in index_sizes and shape:  # id sequences (text, multivalent lookups)
             x = keras.layers.Embedding(index_sizes[name], model_config.embedding_dim,
                                        mask_zero=True, name=f"{name}_embedding")(inputs[name])
             encoded.append(keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(x))

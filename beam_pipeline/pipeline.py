@@ -20,7 +20,9 @@ from tfx_bsl.coders import example_coder
 
 from beam_pipeline import layout, preprocessing, progress
 from beam_pipeline.config import Config
-from beam_pipeline.sources import csv
+from beam_pipeline import sources
+from beam_pipeline.sources.dead_letter import REJECTED
+from beam_pipeline.sources.read import ReadSource
 from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
 from beam_pipeline import features
 from beam_pipeline.statistics import TrainStatistics
@@ -82,6 +84,45 @@ class Handles:
     rejected_prefix: str
 
 
+def _split(rows, name: str, read, split_args, emit=SPLITS, count=False):
+    """A read's batches to its splits: the input's fixed split, or the hash rule."""
+    return rows | f"Split{name}" >> beam.ParDo(SplitRecordBatches(
+        *split_args, emit=emit, count_rows=count, fixed=read.split)).with_outputs(*emit)
+
+
+def _train_rows(pipeline, reads, split_args):
+    """The analysis read: the train rows of every input, flattened."""
+    parts = []
+    for read in reads:
+        if read.split == "eval":
+            continue  # nothing of it is analyzed
+        rows = (pipeline
+                | f"Read{read.name}ForAnalysis" >> ReadSource(read.items, read.reader)).batches
+        rows = rows | f"Progress{read.name}Analyze" >> beam.ParDo(progress.CountRows("analyze"))
+        parts.append(_split(rows, f"{read.name}ForAnalysis", read, split_args,
+                            emit=("train",))["train"])
+    return parts[0] if len(parts) == 1 else parts | "FlattenForAnalysis" >> beam.Flatten()
+
+
+def _all_rows(pipeline, reads, split_args):
+    """The transform read: ({split: rows} over every input, dead letters of every input)."""
+    by_split = {s: [] for s in SPLITS}
+    rejected = []
+    for read in reads:
+        outputs = pipeline | f"Read{read.name}" >> ReadSource(read.items, read.reader,
+                                                             count_rejects=True)
+        rejected.append(outputs[REJECTED])
+        rows = outputs.batches | f"Progress{read.name}" >> beam.ParDo(
+            progress.CountRows("transform"))
+        split = _split(rows, read.name, read, split_args, count=True)
+        for s in SPLITS:
+            by_split[s].append(split[s])
+    flat = {s: (parts[0] if len(parts) == 1 else parts | f"Flatten{s.capitalize()}" >> beam.Flatten())
+            for s, parts in by_split.items()}
+    rejected = rejected[0] if len(rejected) == 1 else rejected | "FlattenRejected" >> beam.Flatten()
+    return flat, rejected
+
+
 def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
     """Adds the whole preprocessing job to `pipeline`; running it writes every output.
 
@@ -94,7 +135,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
       `Handles` naming where the run writes its statistics and data.
     """
     out = config.output.dir
-    adapter_config = csv.csv_tfxio(config).TensorAdapterConfig()
+    adapter_config = sources.tensor_adapter_config(config.columns)
     preprocessing_fn = preprocessing.preprocessing_fn_for(config)
     split_args = (config.split.key, config.split.eval_fraction)
     class_label = config.label.name if config.label and (
@@ -104,15 +145,9 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
         data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS},
         rejected_prefix=layout.rejected_prefix(out))
 
+    reads = sources.plan(config)
     with tft_beam.Context(temp_dir=temp_dir):
-        train = (
-            pipeline
-            | "ReadForAnalysis" >> csv.ReadCsv(config)).batches
-        train = (
-            train
-            | "ProgressAnalyze" >> beam.ParDo(progress.CountRows("analyze"))
-            | "SplitForAnalysis" >> beam.ParDo(
-                SplitRecordBatches(*split_args, emit=("train",))).with_outputs("train"))["train"]
+        train = _train_rows(pipeline, reads, split_args)
         transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
             preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
@@ -121,17 +156,11 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
              | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteStatistics" >> beam.io.WriteToText(
                  handles.statistics_path, shard_name_template=""))
-
-        read = pipeline | "ReadForTransform" >> csv.ReadCsv(config, count_rejects=True)
-        _ = (read[csv.REJECTED]
+        splits, rejected = _all_rows(pipeline, reads, split_args)
+        _ = (rejected
              | "WriteRejected" >> beam.io.WriteToText(
                  handles.rejected_prefix, file_name_suffix=layout.REJECTED_SUFFIX,
                  num_shards=1))
-        splits = (
-            read.batches
-            | "ProgressTransform" >> beam.ParDo(progress.CountRows("transform"))
-            | "Split" >> beam.ParDo(
-                SplitRecordBatches(*split_args, count_rows=True)).with_outputs(*SPLITS))
         for split in SPLITS:
             name = split.capitalize()
             (transformed, transformed_metadata) = (

@@ -14,7 +14,7 @@ from tensorflow_transform.tf_metadata import metadata_io
 from beam_pipeline import layout, pipeline, progress, rejects, report, schema, summary
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.preprocessing import preprocessing_fn_for
-from beam_pipeline.sources import csv
+from beam_pipeline import sources
 
 # The FnApiRunner is what DirectRunner runs batch pipelines on; naming it directly skips
 # DirectRunner's attempt to download the Prism runner, so local runs work offline.
@@ -40,12 +40,12 @@ def check_output(out: str, overwrite: bool) -> None:
         FileSystems.delete([out])
 
 
-def preflight(config: Config, overwrite: bool) -> List[str]:
-    """Every check a user can fix, before a pipeline starts; returns the input files."""
-    files = csv.check_input(config)
+def preflight(config: Config, overwrite: bool) -> List[sources.Read]:
+    """Every check a user can fix, before a pipeline starts; returns the planned reads."""
+    reads = sources.plan(config)
     preprocessing_fn_for(config)  # imports a user's preprocessing_fn, so a typo fails now
     check_output(config.output.dir, overwrite)
-    return files
+    return reads
 
 
 def _reports_progress_here(options: PipelineOptions) -> bool:
@@ -82,21 +82,24 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     output, the raw schema, the train statistics and `run_summary.json`.
     """
     started = time.time()
-    files = preflight(config, overwrite)
+    reads = preflight(config, overwrite)
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)
     p = beam.Pipeline(options=options)
     handles = pipeline.build(p, config, temp_dir)
-    reporter = (progress.Reporter(files, config.input.header, interval=progress_interval).start()
-                if _reports_progress_here(options) else None)
+    # Progress estimates the rows from CSV lines, so it shows for CSV-only jobs.
+    csv_only = all(r.source.format == "csv" for r in reads)
+    reporter = (progress.Reporter([p for r in reads for p in r.items], reads[0].source.header,
+                                  interval=progress_interval).start()
+                if csv_only and _reports_progress_here(options) else None)
     result = p.run()
     _wait(result, options, reporter)
     counters = pipeline.read_counters(result)
     statistics = pipeline.read_statistics(handles.statistics_path)
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
     try:
-        rejects.check(run_summary["rows"], config.input.max_rejected_fraction, out)
+        rejects.check(run_summary["rows"], config.max_rejected_fraction, out)
         run_summary["status"] = "complete"
     except rejects.TooManyRejected:
         # Keep what explains the failure (summary, report, rejected/), not what could be

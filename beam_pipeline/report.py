@@ -168,7 +168,7 @@ def render(summary: Dict, statistics: Dict) -> str:
     body = "".join([
         f"<h1>{html.escape(title)}</h1>",
         f"<p>config {html.escape(str(summary['config']))}; input "
-        f"{html.escape(summary['input']['file_pattern'])}; {summary['wall_seconds']} s</p>",
+        f"{html.escape(', '.join(i['file_pattern'] or i['directory'] for i in summary['input']['inputs']))}; {summary['wall_seconds']} s</p>",
         _rows_section(summary), _labels_section(summary),
         _numeric_section(summary, statistics), _vocabulary_section(summary),
         _text_section(summary, statistics),

@@ -51,14 +51,17 @@ def eval_mask(batch: pa.RecordBatch, key: Optional[str], eval_fraction: float) -
 class SplitRecordBatches(beam.DoFn):
     """Routes each row of a record batch to the `train` or `eval` output.
 
-    With `count_rows`, Beam
+    With `fixed`, every row goes to that split (an input that is all eval data, or a
+    folder split as Keras splits it). With `count_rows`, Beam
     counters `rows_valid` and `rows_<split>` record how many valid rows went where.
     """
 
     def __init__(self, key: Optional[str], eval_fraction: float,
-                 emit: Iterable[str] = SPLITS, count_rows: bool = False):
+                 emit: Iterable[str] = SPLITS, count_rows: bool = False,
+                 fixed: Optional[str] = None):
         self._key = key
         self._eval_fraction = eval_fraction
+        self._fixed = fixed
         self._emit = tuple(emit)
         self._count_rows = count_rows
         self._counters = {}
@@ -69,7 +72,10 @@ class SplitRecordBatches(beam.DoFn):
                               for name in ("rows_valid",) + tuple(f"rows_{s}" for s in SPLITS)}
 
     def process(self, batch: pa.RecordBatch):
-        is_eval = eval_mask(batch, self._key, self._eval_fraction)
+        if self._fixed is None:
+            is_eval = eval_mask(batch, self._key, self._eval_fraction)
+        else:  # the input decides: every row to its split
+            is_eval = np.full(batch.num_rows, self._fixed == "eval")
         if self._count_rows:
             self._counters["rows_valid"].inc(batch.num_rows)
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):

@@ -1,5 +1,6 @@
 """The run summary: rows read and written, statistics learned, where the outputs are."""
 
+import dataclasses
 import json
 from typing import Dict, List
 
@@ -7,7 +8,7 @@ import numpy as np
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline import layout, sources
 from beam_pipeline.config import Config
 from beam_pipeline.features import vocabulary
 from beam_pipeline.split import SPLITS
@@ -109,12 +110,13 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         numeric[name]["quantiles"] = sketch_quantiles(stats["sketch"])
     return {
         "config": config.path,
+        # The first input's settings at the top (what `inspect` reads rows with), then all.
         "input": {
-            "file_pattern": config.input.file_pattern, "header": config.input.header,
-            "delimiter": config.input.delimiter, "non_finite": config.input.non_finite,
-            "max_rejected_fraction": config.input.max_rejected_fraction,
+            **dataclasses.asdict(config.inputs[0]),
             "columns": [{"name": c.name, "type": c.type, "read_type": c.read_type}
                         for c in config.columns],
+            "class_names": sources.class_names(config.inputs[0]),
+            "inputs": [dataclasses.asdict(i) for i in config.inputs],
         },
         "output": out,
         "wall_seconds": round(seconds, 2),

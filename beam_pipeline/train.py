@@ -82,12 +82,14 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
     label = config.label.name if config.label else None
     spec = {k: v for k, v in tft_output.transformed_feature_spec().items()
             if k not in mc.exclude_features}
-    train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
-    eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
     train_labels, eval_labels = (_labels(out, s, label, spec[label]) for s in ("train", "eval"))
     task, classes = infer_task(config, mc, np.unique(train_labels).tolist())
     model_spec = {k: v for k, v in spec.items() if k != label}
     model = build_model(config, mc, model_spec, index_sizes(config, tft_output), task, classes)
+    # Parse only what the model takes (it leaves out passed-through strings, for one).
+    spec = {k: v for k, v in spec.items() if k in model.input or k == label}
+    train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
+    eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
     callbacks = []
     if mc.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(

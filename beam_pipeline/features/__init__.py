@@ -10,6 +10,7 @@ from beam_pipeline.features.category_encoding import CategoryEncoding
 from beam_pipeline.features.discretization import Discretization
 from beam_pipeline.features.hashed_crossing import HashedCrossing
 from beam_pipeline.features.hashing import Hashing
+from beam_pipeline.features.image import Image
 from beam_pipeline.features.label import Label
 from beam_pipeline.features.lookup import IntegerLookup, StringLookup
 from beam_pipeline.features.min_max import MinMax
@@ -21,9 +22,9 @@ from beam_pipeline.features.text_vectorization import TextVectorization
 KINDS = {
     cls.KIND: cls
     for cls in (Normalization, MinMax, Rescaling, Discretization, StringLookup, IntegerLookup,
-                TextVectorization, Hashing, HashedCrossing, CategoryEncoding, Passthrough)
+                TextVectorization, Hashing, HashedCrossing, CategoryEncoding, Image, Passthrough)
 }
 
 __all__ = ["CategoryEncoding", "Discretization", "Feature", "HashedCrossing", "Hashing",
-           "IntegerLookup", "KINDS", "Label", "MinMax", "Normalization", "Passthrough",
+           "Image", "IntegerLookup", "KINDS", "Label", "MinMax", "Normalization", "Passthrough",
            "Rescaling", "StringLookup", "TextVectorization"]

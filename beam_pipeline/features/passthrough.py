@@ -9,23 +9,26 @@ from beam_pipeline.features.base import Feature
 
 @dataclasses.dataclass(frozen=True)
 class Passthrough(Feature):
-    """Copies an int or float column as is (Keras FeatureSpace's `float`/`integer` identity).
+    """Copies a column as is (Keras FeatureSpace's `float`/`integer` identity), e.g. an id.
+
+    A string column (a key, a file path) is written for joins and debugging; the model
+    leaves string features out.
 
     Options:
       impute, fill_value, missing_indicator: see `features.impute`; without impute a
-        missing cell becomes 0.
+        missing cell becomes 0 (numbers) or "" (strings).
 
     Config example:
         features:
           id: {kind: passthrough}
 
-    Output: `<name>`, int64 for an int column, float32 for a float column.
+    Output: `<name>`, int64, float32 or string, as the column.
     """
 
     KIND = "passthrough"
-    COLUMN_TYPES = ("float", "int")
+    COLUMN_TYPES = ("float", "int", "string")
 
     def transform(self, inputs):
-        dense, _, outputs = self.scalar(inputs, default=0)
+        dense, _, outputs = self.scalar(inputs, default="" if self.dtype == tf.string else 0)
         outputs[self.name] = tf.cast(dense, self.dtype)
         return outputs

@@ -16,25 +16,9 @@ import io
 import zlib
 from typing import IO, Callable, Iterator, List, Optional, Sequence, Tuple
 
+from beam_pipeline.sources.dead_letter import Reject
+
 BOM = b"\xef\xbb\xbf"
-RAW_CAP = 1024  # bytes of a rejected record kept in the dead-letter output
-
-
-@dataclasses.dataclass
-class Reject:
-    """A record that is not a row: where it is, what it was, and why."""
-
-    file: str
-    line: int
-    reason: str
-    detail: str
-    raw: bytes
-
-    def to_json(self) -> dict:
-        raw = self.raw[:RAW_CAP]
-        return {"file": self.file, "line": self.line, "reason": self.reason,
-                "detail": self.detail, "raw": raw.decode("utf-8", "backslashreplace"),
-                "raw_truncated": len(self.raw) > RAW_CAP}
 
 
 @dataclasses.dataclass

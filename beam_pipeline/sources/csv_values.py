@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
-from beam_pipeline.sources.csv_records import Chunk, Reject
+from beam_pipeline.sources import batches
+from beam_pipeline.sources.csv_records import Chunk
+from beam_pipeline.sources.dead_letter import Reject
 
 INT_PATTERN = r"^\s*[+-]?[0-9]+\s*$"
 FLOAT_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 NON_FINITE_PATTERN = r"^\s*[+-]?(?i:nan|inf|infinity)\s*$"
-ITEM_TYPES = {"int": pa.int64(), "float": pa.float32(), "string": pa.large_binary()}
 INT64_DIGITS = 18  # up to 18 digits always fits int64; longer ones are checked one by one
 
 
@@ -72,18 +73,9 @@ def _column(values: pa.Array, column_type: str, non_finite: str
     bad = ~(good.to_numpy(zero_copy_only=False) | missing_np)
     usable = pa.array(~(bad | missing_np))
     safe = pc.if_else(usable, stripped, pa.scalar("0"))
-    typed = pc.cast(safe, ITEM_TYPES[column_type])
-    return pc.if_else(usable, typed, pa.nulls(len(values), ITEM_TYPES[column_type])), \
+    typed = pc.cast(safe, batches.ITEM_TYPES[column_type])
+    return pc.if_else(usable, typed, pa.nulls(len(values), batches.ITEM_TYPES[column_type])), \
         missing_np, bad
-
-
-def _as_list(values: pa.Array, keep: np.ndarray) -> pa.Array:
-    """One-value lists (null where missing) of the kept rows, as CsvTFXIO lays them out."""
-    values = values.filter(pa.array(keep))
-    present = pc.is_valid(values).to_numpy(zero_copy_only=False)
-    offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int64)
-    return pa.LargeListArray.from_arrays(
-        pa.array(offsets), values.filter(pc.is_valid(values)), mask=pa.array(~present))
 
 
 def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
@@ -124,8 +116,7 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
             bad_any |= mask
         typed[column.name] = result
     keep = ~bad_any
-    batch = pa.RecordBatch.from_arrays([_as_list(typed[c.name], keep) for c in columns],
-                                       [c.name for c in columns])
+    batch = batches.record_batch(columns, typed, keep)
     rejects = [Reject(file, chunk.lines[i], reason, detail, chunk.records[i])
                for i, (reason, detail) in sorted(problems.items())]
     return batch, rejects
