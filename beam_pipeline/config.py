@@ -66,7 +66,6 @@ class Input:
     validation_split: Optional[float] = None
     seed: Optional[int] = None
     max_length: Optional[int] = None  # text: bytes kept per file, as Keras
-    color_mode: str = "rgb"  # images: the channels a file must decode to
 
     @property
     def location(self) -> str:
@@ -208,8 +207,7 @@ FORMAT_KEYS = {
     "parquet": ("file_pattern",),
     "text_directory": ("directory", "class_names", "follow_links", "validation_split", "seed",
                        "max_length"),
-    "image_directory": ("directory", "class_names", "follow_links", "validation_split", "seed",
-                        "color_mode"),
+    "image_directory": ("directory", "class_names", "follow_links", "validation_split", "seed"),
 }
 COMMON_KEYS = ("format", "split", "max_rejected_fraction")
 
@@ -227,7 +225,7 @@ def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> I
     for key, expected in (("header", bool), ("delimiter", str), ("non_finite", str),
                           ("max_rejected_fraction", float), ("split", str),
                           ("follow_links", bool), ("validation_split", float), ("seed", int),
-                          ("max_length", int), ("color_mode", str)):
+                          ("max_length", int)):
         if key in options:
             options[key] = _take(section, key, where, expected)
     if "class_names" in options:
@@ -244,14 +242,13 @@ def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> I
         "validation_split": item.validation_split is not None and (
             not 0 < item.validation_split < 1 or item.seed is None or item.split is not None),
         "max_length": item.max_length is not None and item.max_length < 1,
-        "color_mode": item.color_mode not in ("grayscale", "rgb", "rgba"),
     }
     hints = {
         "delimiter": "one character", "non_finite": f"one of {NON_FINITE}",
         "max_rejected_fraction": "a number in [0, 1]", "split": "train or eval",
         "validation_split": "a number in (0, 1) with a seed (Keras needs one to shuffle), "
                             "and no split",
-        "max_length": "a positive integer", "color_mode": "grayscale, rgb or rgba",
+        "max_length": "a positive integer",
     }
     for key, bad in problems.items():
         if bad:

@@ -176,3 +176,28 @@ def test_exported_model_takes_raw_files_and_matches_training_path(run, column, r
     features = {name: tf.constant([row[name] for row in eval_rows]) for name in model.input}
     expected = model(features).numpy()
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_thousands_of_small_files_are_read_in_small_groups(tmp_path):
+    """1,500 files: every one becomes a row, and no work item holds more than 64 files."""
+    from beam_pipeline import preprocess, sources
+    from beam_pipeline.config import load_config
+    from beam_pipeline.sources import folder_files
+    data = tmp_path / "many"
+    for c in range(3):
+        (data / f"class_{c}").mkdir(parents=True)
+        for i in range(500):
+            (data / f"class_{c}" / f"{i:04d}.txt").write_text(f"file {i} of class {c}")
+    path = write_config(tmp_path / "config.yaml", {
+        "input": {"format": "text_directory", "directory": str(data)},
+        "label": {"column": "label"},
+        "split": {"key": "path"},
+        "features": {"text": {"kind": "text_vectorization", "max_tokens": 50,
+                              "output_sequence_length": 4}},
+        "output": {"dir": str(tmp_path / "out")}})
+    config = load_config(path)
+    (read,) = sources.plan(config)
+    assert len(read.items) == -(-1500 // folder_files.FILES_PER_ITEM)
+    assert max(len(group) for group in read.items) == folder_files.FILES_PER_ITEM
+    summary = preprocess.run(config, preprocess.pipeline_options([]))
+    assert summary["rows"]["read"] == sum(summary["rows"]["written"].values()) == 1500

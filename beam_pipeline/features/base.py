@@ -133,6 +133,28 @@ class Feature:
             extra[f"{self.name}_missing"] = tf.cast(missing, tf.int64)
         return dense, missing, extra
 
+    def numbers(self, inputs) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+        """A numeric column as float32 `[batch]`, or `[batch, length]` for a vector column.
+
+        A scalar column is imputed as `scalar` does; a vector's absent positions (and NaN)
+        stay NaN, for the kind to fill.
+
+        Returns:
+          (values, missing mask of the same shape, extra outputs).
+        """
+        if self.multivalent:
+            dense = tf.cast(self.values(inputs), tf.float32).to_tensor(
+                default_value=float("nan"), shape=[None, self.length])
+            return dense, tf.math.is_nan(dense), {}
+        dense, missing, extra = self.scalar(inputs)
+        return tf.cast(dense, tf.float32), missing, extra
+
+    def check_vector(self) -> None:
+        """Raises ValueError for a multivalent column that is not a fixed-length vector."""
+        if self.multivalent and self.length is None:
+            raise ValueError(f"column {self.column!r} needs a `length`: kind {self.KIND!r} "
+                             f"takes a scalar or a fixed-length vector")
+
     def values(self, inputs) -> tf.RaggedTensor:
         """The column as a `[batch, (values)]` ragged tensor of its value type.
 

@@ -28,7 +28,8 @@ class Discretization(Feature):
         features:
           age_bucket: {kind: discretization, column: age, num_bins: 10}
 
-    Output: `<name>`, int64 in [0, number of boundaries] (Keras gives int32).
+    Output: `<name>`, int64 in [0, number of boundaries] (Keras gives int32); `[length]`
+    for a vector column (absent positions are NaN: the last bucket).
     """
 
     bin_boundaries: Optional[Sequence[float]] = None
@@ -37,8 +38,10 @@ class Discretization(Feature):
 
     KIND = "discretization"
     COLUMN_TYPES = ("float", "int")
+    MULTIVALENT = True  # a fixed-length vector: one set of boundaries for all positions
 
     def validate(self) -> None:
+        self.check_vector()
         if (self.bin_boundaries is None) == (self.num_bins is None):
             raise ValueError("give exactly one of bin_boundaries and num_bins")
         if self.bin_boundaries is not None:
@@ -63,17 +66,19 @@ class Discretization(Feature):
                              self.epsilon, name=f"{self.name}_quantiles")
 
     def transform(self, inputs):
-        dense, missing, outputs = self.scalar(inputs)
-        x = tf.cast(dense, tf.float32)
+        x, missing, outputs = self.numbers(inputs)
         if self.impute is None:
             x = tf.where(missing, float("nan"), x)  # an int column's placeholder is not NaN
         boundaries = tf.reshape(self.boundaries(x, missing), [-1])
         # searchsorted "right" is Keras's digitize rule; NaN sorts past every boundary.
-        buckets = tf.searchsorted(boundaries, x, side="right", out_type=tf.int64)
+        buckets = tf.reshape(tf.searchsorted(boundaries, tf.reshape(x, [-1]), side="right",
+                                             out_type=tf.int64), tf.shape(x))
         buckets = tf.where(tf.math.is_nan(x), tf.size(boundaries, out_type=tf.int64), buckets)
         outputs[self.name] = buckets
         return outputs
 
     def id_space(self, vocabulary_size):
+        if self.multivalent:
+            return None  # a vector of buckets: the model reads it as numbers
         return (self.num_bins if self.bin_boundaries is None
                 else len(self.bin_boundaries) + 1)

@@ -27,7 +27,8 @@ class MinMax(Feature):
         features:
           income: {kind: min_max, log1p: true}
 
-    Output: `<name>`, float32.
+    Output: `<name>`, float32 (`[length]` for a vector column, scaled by one min and max
+    over all its positions; absent positions get the mean).
     """
 
     output_min: float = 0.0
@@ -38,12 +39,14 @@ class MinMax(Feature):
     KIND = "min_max"
     COLUMN_TYPES = ("float", "int")
     DEFAULT_IMPUTE = "mean"
+    MULTIVALENT = True  # a fixed-length vector: one min and max over all positions
 
     def validate(self) -> None:
         for option in ("output_min", "output_max"):
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{option}: expected a number, got {value!r}")
+        self.check_vector()
         if self.output_min >= self.output_max:
             raise ValueError(f"output_min ({self.output_min}) must be below "
                              f"output_max ({self.output_max})")
@@ -52,13 +55,14 @@ class MinMax(Feature):
                 raise ValueError(f"{option}: expected true or false")
 
     def transform(self, inputs):
-        dense, missing, outputs = self.scalar(inputs)
-        x = tf.cast(dense, tf.float32)
+        x, missing, outputs = self.numbers(inputs)
         if self.log1p:
             x = tf.math.log1p(x)
         present = tf.boolean_mask(x, tf.logical_not(missing))
         low = tft.min(present, name=f"{self.name}_min")
         high = tft.max(present, name=f"{self.name}_max")
+        if self.multivalent:  # a vector's gaps: the mean of every present position
+            x = tf.where(missing, tft.mean(present, name=f"{self.name}_gap_mean"), x)
         width = self.output_max - self.output_min
         constant = tf.less_equal(high, low)
         scale = tf.where(constant, 0.0, width / tf.where(constant, 1.0, high - low))

@@ -3,6 +3,7 @@
 import dataclasses
 
 import tensorflow as tf
+import tensorflow_transform as tft
 
 from beam_pipeline.features.base import Feature
 
@@ -19,7 +20,8 @@ class Rescaling(Feature):
         features:
           pixel: {kind: rescaling, scale: 0.00392156862745098}
 
-    Output: `<name>`, float32.
+    Output: `<name>`, float32 (`[length]` for a vector column; absent positions get the
+    mean of all present ones).
     """
 
     scale: float = None
@@ -28,14 +30,19 @@ class Rescaling(Feature):
     KIND = "rescaling"
     COLUMN_TYPES = ("float", "int")
     DEFAULT_IMPUTE = "mean"
+    MULTIVALENT = True  # a fixed-length vector is rescaled position by position
 
     def validate(self) -> None:
+        self.check_vector()
         for option in ("scale", "offset"):
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{option}: expected a number, got {value!r}")
 
     def transform(self, inputs):
-        dense, _, outputs = self.scalar(inputs)
-        outputs[self.name] = tf.cast(dense, tf.float32) * self.scale + self.offset
+        x, missing, outputs = self.numbers(inputs)
+        if self.multivalent:  # a vector's gaps: the mean of every present position
+            x = tf.where(missing, tft.mean(tf.boolean_mask(x, tf.logical_not(missing)),
+                                           name=f"{self.name}_gap_mean"), x)
+        outputs[self.name] = x * self.scale + self.offset
         return outputs

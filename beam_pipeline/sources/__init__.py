@@ -52,7 +52,8 @@ def plan(config: Config) -> List[Read]:
         where = _where(config, index)
         name = f"Input{index}" if len(config.inputs) > 1 else "Input"
         if item.format in FOLDER_FORMATS:
-            reads += _folder_reads(item, where, name, folder_files)
+            modes = sorted({f.color_mode for f in config.features if f.KIND == "image"}) or ["rgb"]
+            reads += _folder_reads(item, where, name, folder_files, modes)
             continue
         files = matching_files(item.file_pattern)
         if not files:
@@ -68,12 +69,12 @@ def plan(config: Config) -> List[Read]:
     return reads
 
 
-def _folder_reads(item: Input, where: str, name: str, folder_files) -> List[Read]:
+def _folder_reads(item: Input, where: str, name: str, folder_files, color_modes) -> List[Read]:
     try:
         paths, labels, _ = folder_files.listing(item)
     except ValueError as e:
         raise ConfigError(f"{where}.directory: {e}") from None
-    reader = folder_files.FolderReader(item)
+    reader = folder_files.FolderReader(item, color_modes)
     if item.validation_split is None:
         return [Read(name, tuple(folder_files.work_items(paths, labels)), reader, item.split,
                      item)]

@@ -36,8 +36,11 @@ def listing(item: Input):
 class FolderReader:
     """A group of (path, label) -> one `(record batch, rejects)` pair."""
 
-    def __init__(self, item: Input):
+    def __init__(self, item: Input, color_modes: Sequence[str] = ("rgb",)):
+        """`color_modes`: every mode the job's image features decode with; a file must
+        decode in each, or the job would fail on it later."""
         self._input = item
+        self._color_modes = tuple(color_modes)
         self._columns = folder_columns(item.format)
         self._content = self._columns[1].name
 
@@ -52,12 +55,12 @@ class FolderReader:
                 return "invalid_utf8", f"byte {e.start + 1} is not valid UTF-8"
             return "", ""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        try:
-            tf.io.decode_image(data, channels=CHANNELS[self._input.color_mode],
-                               expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-            return "undecodable_image", (f"does not decode as a {self._input.color_mode} "
-                                         f"image: {e.message.splitlines()[0]}")
+        for mode in self._color_modes:
+            try:
+                tf.io.decode_image(data, channels=CHANNELS[mode], expand_animations=False)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+                return "undecodable_image", (f"does not decode as a {mode} image: "
+                                             f"{e.message.splitlines()[0]}")
         return "", ""
 
     def __call__(self, group):
