@@ -1,6 +1,7 @@
 """The `beam-pipeline` command.
 
     beam-pipeline preprocess --config CONFIG [--overwrite] [beam pipeline options...]
+    beam-pipeline refresh --config CONFIG [--force]  (versioned run, gates, atomic publish)
     beam-pipeline train --config CONFIG          (fits, evaluates, exports the serving model)
     beam-pipeline predict --model DIR --input FILE [--output FILE]
     beam-pipeline inspect OUTPUT [--records N]
@@ -11,7 +12,7 @@ Every argument the command does not know is a Beam pipeline option and reaches
 the local FnApiRunner.
 
 Exit codes: 0 done, 2 config or input error (before any pipeline starts), 3 too many
-rejected records (see `rejects`).
+rejected records (see `rejects`), 4 a refresh blocked by drift (see `drift`).
 """
 
 import argparse
@@ -45,9 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--progress-interval", type=float, default=None,
                             help="seconds between progress reports (default 0.5 on a "
                                  "terminal, 10 otherwise)")
+    refresh = commands.add_parser(
+        "refresh", help="a versioned run under the output folder, published only if it is "
+                        "complete, within the rejected-records limit and free of drift",
+        epilog="Unknown arguments are Beam pipeline options. Exit codes: 0 published or "
+               "already up to date, 2 config error, 3 too many rejected records, 4 drift.")
+    refresh.add_argument("--config", required=True, help="path of the YAML config")
+    refresh.add_argument("--force", action="store_true",
+                         help="run and publish even if the latest run has this config and input")
+    refresh.add_argument("--log-level", default="WARNING")
+    refresh.add_argument("--progress-interval", type=float, default=None)
     train = commands.add_parser(
         "train", help="fit the Keras model on the transformed data and export it for serving")
     train.add_argument("--config", required=True, help="path of the YAML config")
+    train.add_argument("--run", default=None,
+                       help="with refresh runs: the run id to train on (default: latest)")
     train.add_argument("--log-level", default="WARNING")
     predict = commands.add_parser(
         "predict", help="predictions of an exported model for raw rows (CSV or JSON lines)")
@@ -59,15 +72,47 @@ def _parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="summarize a finished run; with --records, raw rows next to their transform")
     inspect.add_argument("output", help="the run's output folder")
+    inspect.add_argument("--run", default=None,
+                         help="with refresh runs: the run id (default: latest)")
     inspect.add_argument("--records", type=int, default=0,
                          help="show the first N input rows and their transformed features")
     inspect.add_argument("--log-level", default="WARNING")
     return parser
 
 
+def _resolved(config, run):
+    """The config pointed at the run to read: the latest published one, or `run`."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from beam_pipeline import runs  # pylint: disable=import-outside-toplevel
+    try:
+        out = runs.resolve(config.output.dir, run)
+    except ValueError as e:
+        raise ConfigError(f"output.dir: {e}") from None
+    return dataclasses.replace(config, output=dataclasses.replace(config.output, dir=out))
+
+
+def _refresh(args, beam_args) -> int:
+    from beam_pipeline import drift, preprocess, refresh  # pylint: disable=import-outside-toplevel
+    config = load_config(args.config)
+    outcome = refresh.run(config, preprocess.pipeline_options(beam_args), args.force,
+                          args.progress_interval)
+    if outcome.status == "up_to_date":
+        print(f"beam_pipeline refresh: run {outcome.run_id} already holds this config and "
+              f"input; nothing published (--force to run again)")
+        return 0
+    if outcome.drift_report is not None:
+        print(drift.format_report(outcome.drift_report))
+    if outcome.status == "blocked":
+        print(f"beam_pipeline refresh: run {outcome.run_id} NOT published: drift beyond the "
+              f"thresholds; report in its folder (drift.json, drift.txt)", file=sys.stderr)
+        return drift.EXIT_DRIFT
+    print(f"beam_pipeline refresh: published run {outcome.run_id}")
+    return 0
+
+
 def _train(args) -> int:
     from beam_pipeline import train  # pylint: disable=import-outside-toplevel
-    config = load_config(args.config)
+    config = _resolved(load_config(args.config), args.run)
     _, metrics = train.train(config)
     print(f"beam_pipeline train: {metrics['task']}, {metrics['epochs_run']} epochs; eval "
           + ", ".join(f"{k} {v:.4f}" for k, v in metrics["eval"].items())
@@ -104,9 +149,15 @@ def main(argv=None) -> int:
         if args.command == "predict":
             return _predict(args)
         if args.command == "inspect":
-            from beam_pipeline import inspect_run  # pylint: disable=import-outside-toplevel
-            print(inspect_run.inspect(args.output, args.records))
+            from beam_pipeline import inspect_run, runs  # pylint: disable=import-outside-toplevel
+            try:
+                out = runs.resolve(args.output, args.run)
+            except ValueError as e:
+                raise ConfigError(f"inspect: {e}") from None
+            print(inspect_run.inspect(out, args.records))
             return 0
+        if args.command == "refresh":
+            return _refresh(args, beam_args)
         config = load_config(args.config)
         # Imported late: TensorFlow and Beam take seconds to import, --help should not.
         from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel

@@ -131,6 +131,14 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Refresh:
+    """The `refresh:` section: how many runs to keep, and the drift gate's thresholds."""
+
+    keep_last: int = 5
+    drift: Any = None  # beam_pipeline.drift.parse_thresholds's result
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: str
     inputs: Tuple[Input, ...]
@@ -141,6 +149,7 @@ class Config:
     output: Output
     preprocessing_fn: Optional[str] = None  # "module:function" escape hatch
     model: ModelConfig = ModelConfig()
+    refresh: Refresh = Refresh()
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -394,7 +403,22 @@ def _parse_output(raw, base_dir) -> Output:
 
 
 TOP_LEVEL_KEYS = ("input", "columns", "label", "split", "features", "output",
-                  "preprocessing_fn", "model")
+                  "preprocessing_fn", "model", "refresh")
+
+
+def _parse_refresh(raw) -> Refresh:
+    from beam_pipeline import drift  # pylint: disable=import-outside-toplevel
+    section = _section(raw, "refresh", required=False)
+    _check_keys(section, ("keep_last", "drift"), "refresh")
+    keep_last = _take(section, "keep_last", "refresh", int, 5)
+    if keep_last < 1:
+        raise ConfigError(f"refresh.keep_last: expected a positive integer, got {keep_last}")
+    try:
+        thresholds = drift.parse_thresholds(section.get("drift") or {})
+    except ValueError as e:
+        raise ConfigError(f"refresh.{e}" if str(e).startswith("drift") else
+                          f"refresh.drift: {e}") from None
+    return Refresh(keep_last=keep_last, drift=thresholds)
 
 
 def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config:
@@ -439,7 +463,8 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
     return Config(path=path, inputs=inputs, columns=columns,
                   label=label, split=_parse_split(raw, columns), features=feats,
                   output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn,
-                  model=ModelConfig.from_raw(_section(raw, "model", required=False)))
+                  model=ModelConfig.from_raw(_section(raw, "model", required=False)),
+                  refresh=_parse_refresh(raw))
 
 
 def load_config(path: str) -> Config:

@@ -8,7 +8,8 @@ memory. Two reads keep peak memory flat in the number of rows.
 
 import dataclasses
 import json
-from typing import Dict, Optional
+import os
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -123,13 +124,94 @@ def _all_rows(pipeline, reads, split_args):
     return flat, rejected
 
 
-def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
+@dataclasses.dataclass
+class AnalysisCache:
+    """tf.Transform's analysis cache for a run over spans (see `refresh`).
+
+    Attributes:
+      dir: where finished spans' caches live (`<dir>/<span key>/`, with a COMPLETE marker).
+      spans: span name -> its input files, in order.
+      staging: where this run writes the caches of the spans it analyzes; they move to
+        `dir` only after the job succeeded, so a killed run never leaves a half cache.
+    """
+
+    dir: str
+    spans: Dict[str, List[str]]
+    staging: str = ""
+
+    @staticmethod
+    def key(span: str) -> str:
+        return tft_beam.analyzer_cache.DatasetKey(span).key
+
+    @property
+    def cached(self) -> List[str]:
+        """Spans whose cache a previous run completed."""
+        return [s for s in self.spans
+                if FileSystems.exists(FileSystems.join(self.dir, self.key(s), COMPLETE))]
+
+    def commit(self) -> None:
+        """Moves the staged caches of the newly analyzed spans into `dir`, marking each."""
+        for span in self.spans:
+            staged = FileSystems.join(self.staging, self.key(span))
+            target = FileSystems.join(self.dir, self.key(span))
+            if not FileSystems.exists(staged) or span in self.cached:
+                continue
+            if FileSystems.exists(target):
+                FileSystems.delete([target])  # a half copy from an interrupted commit
+            _move_tree(staged, target)
+            with FileSystems.create(FileSystems.join(target, COMPLETE)) as f:
+                f.write(b"")
+
+
+COMPLETE = "COMPLETE"
+
+
+def _move_tree(source: str, target: str) -> None:
+    """Moves every file under `source` to the same place under `target` (local or object
+    store: object stores have no folders to rename, so files move one by one)."""
+    files = [m.path for m in FileSystems.match([FileSystems.join(source, "**")])[0].metadata_list]
+    targets = [FileSystems.join(target, os.path.relpath(f, source)) for f in files]
+    for folder in sorted({t.rsplit("/", 1)[0] for t in targets}):
+        if "://" not in folder and not FileSystems.exists(folder):
+            os.makedirs(folder, exist_ok=True)
+    FileSystems.rename(files, targets)
+
+
+def _analyze_with_cache(pipeline, read, cache: AnalysisCache, split_args, adapter_config,
+                        preprocessing_fn):
+    """AnalyzeDatasetWithCache over the spans: cached spans are not read at all."""
+    cached = set(cache.cached)
+    data = {}
+    for index, (span, files) in enumerate(cache.spans.items()):
+        key = tft_beam.analyzer_cache.DatasetKey(span)
+        if span in cached:
+            data[key] = None
+            continue
+        span_read = dataclasses.replace(read, name=f"Span{index}", items=tuple(files))
+        rows = (pipeline | f"ReadSpan{index}ForAnalysis" >> ReadSource(files, read.reader)).batches
+        data[key] = _split(rows, f"Span{index}ForAnalysis", span_read, split_args,
+                           emit=("train",))["train"]
+    keys = [tft_beam.analyzer_cache.DatasetKey(s) for s in cached]
+    input_cache = (pipeline | "ReadAnalysisCache" >> tft_beam.analyzer_cache.ReadAnalysisCacheFromFS(
+        cache.dir, keys)) if keys else {}
+    transform_fn, output_cache = ((data, input_cache, adapter_config)
+                                  | "Analyze" >> tft_beam.AnalyzeDatasetWithCache(preprocessing_fn))
+    new_keys = [k for k in data if data[k] is not None]
+    if new_keys:
+        _ = output_cache | "WriteAnalysisCache" >> tft_beam.analyzer_cache.WriteAnalysisCacheToFS(
+            pipeline, cache.staging, new_keys)
+    return transform_fn
+
+
+def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
+          cache: Optional[AnalysisCache] = None) -> Handles:
     """Adds the whole preprocessing job to `pipeline`; running it writes every output.
 
     Args:
       pipeline: a `beam.Pipeline` with the user's options (any runner).
       config: the validated config.
       temp_dir: scratch folder for tf.Transform (must be reachable by the workers).
+      cache: analyze span by span with tf.Transform's cache (one tabular input only).
 
     Returns:
       `Handles` naming where the run writes its statistics and data.
@@ -147,16 +229,23 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> Handles:
 
     reads = sources.plan(config)
     with tft_beam.Context(temp_dir=temp_dir):
-        train = _train_rows(pipeline, reads, split_args)
-        transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            preprocessing_fn)
+        if cache is None:
+            train = _train_rows(pipeline, reads, split_args)
+            transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
+                preprocessing_fn)
+        else:
+            (read,) = reads
+            transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
+                                               adapter_config, preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-        _ = (train
+        splits, rejected = _all_rows(pipeline, reads, split_args)
+        # Column statistics from the transform read, which sees every span (the analysis
+        # read skips the cached ones).
+        _ = (splits["train"]
              | "TrainStatistics" >> beam.CombineGlobally(statistics_for(config))
              | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteStatistics" >> beam.io.WriteToText(
                  handles.statistics_path, shard_name_template=""))
-        splits, rejected = _all_rows(pipeline, reads, split_args)
         _ = (rejected
              | "WriteRejected" >> beam.io.WriteToText(
                  handles.rejected_prefix, file_name_suffix=layout.REJECTED_SUFFIX,

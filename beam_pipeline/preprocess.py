@@ -75,7 +75,8 @@ def _wait(result, options: PipelineOptions, reporter) -> None:
 
 
 def run(config: Config, options: PipelineOptions, overwrite: bool = False,
-        progress_interval: Optional[float] = None) -> Dict:
+        progress_interval: Optional[float] = None,
+        analysis_cache: Optional[pipeline.AnalysisCache] = None) -> Dict:
     """Runs the preprocessing job end to end and returns the run summary.
 
     Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
@@ -87,7 +88,9 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)
     p = beam.Pipeline(options=options)
-    handles = pipeline.build(p, config, temp_dir)
+    if analysis_cache is not None:
+        analysis_cache.staging = FileSystems.join(temp_dir, "analysis_cache")
+    handles = pipeline.build(p, config, temp_dir, analysis_cache)
     # Progress estimates the rows from CSV lines, so it shows for CSV-only jobs.
     csv_only = all(r.source.format == "csv" for r in reads)
     reporter = (progress.Reporter([p for r in reads for p in r.items], reads[0].source.header,
@@ -95,6 +98,8 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
                 if csv_only and _reports_progress_here(options) else None)
     result = p.run()
     _wait(result, options, reporter)
+    if analysis_cache is not None:
+        analysis_cache.commit()
     counters = pipeline.read_counters(result)
     statistics = pipeline.read_statistics(handles.statistics_path)
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)

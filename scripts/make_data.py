@@ -76,6 +76,8 @@ def main():
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gzip", action="store_true", help="write .csv.gz shards")
+    parser.add_argument("--start-id", type=int, default=0,
+                        help="first row id (spans of one dataset need distinct ids)")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -85,6 +87,7 @@ def main():
     for shard in range(args.shards):
         start = shard * per_shard
         size = max(0, min(per_shard, args.rows - start))
+        start += args.start_id
         name = os.path.join(args.out, f"part-{shard:05d}-of-{args.shards:05d}.csv")
         opener = (lambda p: gzip.open(p + ".gz", "wt", compresslevel=6)) if args.gzip \
             else (lambda p: open(p, "w", encoding="utf-8"))

@@ -94,6 +94,11 @@ class Feature:
         """Names of the vocabulary files this feature writes (for the run summary)."""
         return ()
 
+    def needs_full_pass(self) -> bool:
+        """Whether an analyzer of this feature reads another's result, so its analysis
+        cannot be cached span by span (a refresh then analyzes every span)."""
+        return False
+
     def id_space(self, vocabulary_size: Optional[int]) -> Optional[int]:
         """How many distinct ids `<name>` takes when it is integer ids, else None.
 

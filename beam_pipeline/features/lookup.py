@@ -119,6 +119,9 @@ class StringLookup(Feature):
     def vocabulary_names(self):
         return (self.name,)
 
+    def needs_full_pass(self):
+        return self.impute in ("mean", "median", "most_frequent")  # counts imputed values
+
     def id_space(self, vocabulary_size):
         return vocabulary_size + self._reserved() if self.output_mode == "int" else None
 

@@ -155,5 +155,8 @@ class TextVectorization(Feature):
     def vocabulary_names(self):
         return (self.name,)
 
+    def needs_full_pass(self):
+        return self.output_mode == "tf_idf"  # document frequencies of the learned vocabulary
+
     def id_space(self, vocabulary_size):
         return vocabulary_size + 2 if self.output_mode == "int" else None

@@ -1,0 +1,226 @@
+"""Scheduled refreshes: incremental analysis equals a full one, re-runs are idempotent,
+drift blocks a publish, and a killed refresh leaves the published run untouched.
+
+Spans are dated folders of generated CSV (distinct ids per span). Refreshes run through
+the installed console script where the exit code or a kill matters, in-process otherwise.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests import reference
+from tests.conftest import COLUMNS, REPO, write_config
+
+ROWS_PER_SPAN = 400
+SPANS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+FEATURES = {
+    "id": {"kind": "passthrough"},
+    "f_normal": {"kind": "normalization"},
+    "f_missing": {"kind": "normalization", "missing_indicator": True},
+    "cat_small": {"kind": "string_lookup"},
+    "cat_mid": {"kind": "string_lookup", "max_tokens": 60},
+    "int_cat": {"kind": "integer_lookup"},
+    "text": {"kind": "text_vectorization", "max_tokens": 200, "output_sequence_length": 8},
+}
+EXE = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+
+
+def _span(data_dir, name, index, seed=None):
+    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_data.py"),
+                    "--rows", str(ROWS_PER_SPAN), "--shards", "1",
+                    "--out", str(data_dir / name), "--seed", str(seed or 100 + index),
+                    "--start-id", str(index * ROWS_PER_SPAN)],
+                   check=True, capture_output=True)
+
+
+def _config(root, **refresh):
+    config = {
+        "input": {"file_pattern": str(root / "data" / "*" / "part-*.csv")},
+        "columns": COLUMNS, "label": {"column": "label"},
+        "split": {"eval_fraction": 0.25, "key": "id"},
+        "features": FEATURES, "output": {"dir": str(root / "out")},
+        # Each refresh adds a span (+50% rows), which the default row-count check would flag.
+        # cat_mid and text have long tails: a new span of 400 rows brings many unseen
+        # tokens, which is not drift at this sample size.
+        "refresh": {"keep_last": 3, "drift": {
+            "defaults": {"row_count_change": 1.0},
+            "features": {"cat_mid": {"vocabulary_churn": None},
+                         "text": {"vocabulary_churn": None}}}, **refresh},
+    }
+    return write_config(root / "config.yaml", config)
+
+
+def _refresh_in_process(path, force=False):
+    from beam_pipeline import preprocess, refresh
+    from beam_pipeline.config import load_config
+    return refresh.run(load_config(path), preprocess.pipeline_options([]), force)
+
+
+def _cli(path, *args, timeout=600):
+    return subprocess.run([EXE, "refresh", "--config", path, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _latest(root):
+    from beam_pipeline import runs
+    return runs.latest(str(root / "out"))
+
+
+def _tree_digest(folder):
+    """sha256 over every file's relative path and bytes."""
+    digest = hashlib.sha256()
+    for base, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def incremental(tmp_path_factory):
+    """Spans 1-2 refreshed, then span 3 added and refreshed with the cache."""
+    root = tmp_path_factory.mktemp("incremental")
+    for i, name in enumerate(SPANS[:2]):
+        _span(root / "data", name, i)
+    path = _config(root)
+    first = _refresh_in_process(path)
+    _span(root / "data", SPANS[2], 2)
+    second = _refresh_in_process(path)
+    return root, path, first, second
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """Spans 1-3 in one refresh (no cache: every span analyzed)."""
+    root = tmp_path_factory.mktemp("full")
+    for i, name in enumerate(SPANS):
+        _span(root / "data", name, i)
+    path = _config(root)
+    return root, _refresh_in_process(path)
+
+
+def _manifest(root, run_id):
+    with open(root / "out" / "runs" / run_id / "MANIFEST.json") as f:
+        return json.load(f)
+
+
+def test_incremental_refresh_analyzes_only_the_new_span(incremental):
+    root, _, first, second = incremental
+    assert first.status == second.status == "published"
+    assert _latest(root) == second.run_id
+    manifest = _manifest(root, second.run_id)
+    assert manifest["analysis"] == "incremental"
+    assert manifest["cached_spans"] == SPANS[:2] and manifest["spans"] == SPANS
+
+
+def test_incremental_refresh_equals_a_full_one(incremental, full):
+    from beam_pipeline import summary as summary_lib
+    import tensorflow_transform as tft
+    root, _, _, second = incremental
+    full_root, full_outcome = full
+    inc_dir = root / "out" / "runs" / second.run_id
+    full_dir = full_root / "out" / "runs" / full_outcome.run_id
+    a, b = second.summary["statistics"], full_outcome.summary["statistics"]
+    assert a["numeric"] == b["numeric"]
+    assert a["vocabularies"] == b["vocabularies"]
+    for name in ("cat_small", "cat_mid", "int_cat", "text"):
+        paths = [tft.TFTransformOutput(str(d)).vocabulary_file_by_name(name)
+                 for d in (inc_dir, full_dir)]
+        assert summary_lib.read_vocabulary(paths[0]) == summary_lib.read_vocabulary(paths[1])
+    for split in ("train", "eval"):
+        x = reference.read_transformed(str(inc_dir), split)
+        y = reference.read_transformed(str(full_dir), split)
+        order_x, order_y = np.argsort(x["id"]), np.argsort(y["id"])
+        for name in x:
+            if x[name].dtype.kind == "f":  # tft's mean/var: float combine order
+                np.testing.assert_allclose(x[name][order_x], y[name][order_y], rtol=1e-5,
+                                           atol=1e-5, err_msg=name)
+            else:
+                np.testing.assert_array_equal(x[name][order_x], y[name][order_y], err_msg=name)
+
+
+def test_same_input_again_is_not_run_or_published_again(incremental):
+    root, path, _, second = incremental
+    run_dir = root / "out" / "runs" / second.run_id
+    before = _tree_digest(run_dir)
+    runs_before = sorted(os.listdir(root / "out" / "runs"))
+    proc = _cli(path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already holds this config and input" in proc.stdout
+    assert _latest(root) == second.run_id
+    assert sorted(os.listdir(root / "out" / "runs")) == runs_before
+    assert _tree_digest(run_dir) == before
+
+
+def _drifted_span(data_dir, name, index):
+    _span(data_dir, name, index, seed=900)
+    path = next((data_dir / name).glob("part-*.csv"))
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    frame["f_normal"] = (frame["f_normal"].astype(float) + 30.0).map(lambda v: f"{v:.6g}")
+    rng = np.random.RandomState(0)
+    frame.loc[rng.random_sample(len(frame)) < 0.7, "cat_small"] = "c_brand_new"
+    frame.to_csv(path, index=False)
+
+
+def test_drift_blocks_the_publish_and_a_clean_span_is_published(tmp_path):
+    for i, name in enumerate(SPANS[:2]):
+        _span(tmp_path / "data", name, i)
+    path = _config(tmp_path)
+    assert _cli(path).returncode == 0
+    published = _latest(tmp_path)
+    _drifted_span(tmp_path / "data", SPANS[2], 2)
+    proc = _cli(path)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "f_normal" in proc.stdout + proc.stderr and "cat_small" in proc.stdout + proc.stderr
+    assert _latest(tmp_path) == published
+    blocked = [r for r in os.listdir(tmp_path / "out" / "runs") if r != published]
+    (blocked_id,) = blocked
+    with open(tmp_path / "out" / "runs" / blocked_id / "drift.json") as f:
+        report = json.load(f)
+    breached = {c["feature"] for c in report["checks"] if c.get("breached")}
+    assert {"f_normal", "cat_small"} <= breached
+    # The drifted span replaced by a clean one: published.
+    for name in os.listdir(tmp_path / "data" / SPANS[2]):
+        os.remove(tmp_path / "data" / SPANS[2] / name)
+    _span(tmp_path / "data", SPANS[2], 2)
+    proc = _cli(path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert _latest(tmp_path) not in (published, blocked_id)
+
+
+@pytest.mark.parametrize("kill_after", [4.0, 12.0])
+def test_a_killed_refresh_leaves_the_published_run_untouched(tmp_path, kill_after):
+    for i, name in enumerate(SPANS[:2]):
+        _span(tmp_path / "data", name, i)
+    path = _config(tmp_path)
+    assert _cli(path).returncode == 0
+    published = _latest(tmp_path)
+    digest = _tree_digest(tmp_path / "out" / "runs" / published)
+    _span(tmp_path / "data", SPANS[2], 2)
+    proc = subprocess.Popen([EXE, "refresh", "--config", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(kill_after)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _latest(tmp_path) == published
+    assert _tree_digest(tmp_path / "out" / "runs" / published) == digest
+    from beam_pipeline import runs
+    assert runs.resolve(str(tmp_path / "out")) == str(tmp_path / "out" / "runs" / published)
+    proc = _cli(path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    new = _latest(tmp_path)
+    assert new != published
+    # The debris of the killed run is gone: every run folder is complete.
+    for run_id in os.listdir(tmp_path / "out" / "runs"):
+        assert os.path.exists(tmp_path / "out" / "runs" / run_id / "MANIFEST.json"), run_id
