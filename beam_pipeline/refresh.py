@@ -185,6 +185,9 @@ def _vocabularies(run_dir: str, config: Config) -> Dict[str, List[Dict]]:
     out = {}
     for feature in config.features + ((config.label,) if config.label else ()):
         for name in feature.vocabulary_names():
-            out[name] = summary.read_vocabulary(tft_output.vocabulary_file_by_name(name),
-                                                integer=feature.column_type == "int")
+            try:
+                out[name] = summary.read_vocabulary(tft_output.vocabulary_file_by_name(name),
+                                                    integer=feature.column_type == "int")
+            except (OSError, ValueError, KeyError):
+                continue  # a feature the other run did not have: drift lists it as added
     return out

@@ -34,7 +34,7 @@ def _root(base, name, spans):
     root = os.path.join(base, name)
     os.makedirs(os.path.join(root, "data"), exist_ok=True)
     for span in spans:
-        os.symlink(os.path.join(base, "spans", span), os.path.join(root, "data", span))
+        _link_span(base, root, span)
     config = {"input": {"file_pattern": os.path.join(root, "data", "*", "*.csv")},
               "columns": COLUMNS, "label": {"column": "label"},
               "split": {"eval_fraction": 0.2, "key": "id"}, "features": FEATURES,
@@ -44,6 +44,14 @@ def _root(base, name, spans):
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     return root, path
+
+
+def _link_span(base, root, span):
+    """The span's files hard-linked into the root's data folder (Beam's glob does not
+    follow symlinked folders)."""
+    os.makedirs(os.path.join(root, "data", span))
+    for name in os.listdir(os.path.join(base, "spans", span)):
+        os.link(os.path.join(base, "spans", span, name), os.path.join(root, "data", span, name))
 
 
 def _refresh(path) -> float:
@@ -67,7 +75,7 @@ def main():
                         "--out", os.path.join(args.out, "spans", span)], check=True)
     root, path = _root(args.out, "incremental", spans[:3])
     first = _refresh(path)  # three spans, the cache filled
-    os.symlink(os.path.join(args.out, "spans", spans[3]), os.path.join(root, "data", spans[3]))
+    _link_span(args.out, root, spans[3])
     incremental = _refresh(path)
     _, full_path = _root(args.out, "full", spans)
     full = _refresh(full_path)
