@@ -1,6 +1,7 @@
 """The `preprocess` job: checks, the Beam pipeline, then the run summary."""
 
 import logging
+import os
 import sys
 import time
 from typing import Dict, List, Optional
@@ -32,7 +33,14 @@ def pipeline_options(beam_args) -> PipelineOptions:
 
 
 def check_output(out: str, overwrite: bool) -> None:
-    """Fails if the output folder already has content, unless told to replace it."""
+    """Fails if the output folder already has content (unless told to replace it), or if
+    a local output folder cannot be written."""
+    if "://" not in out:
+        existing = out
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if existing and not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"output.dir: no permission to write under {existing}")
     if FileSystems.exists(out) and FileSystems.match([FileSystems.join(out, "*")])[0].metadata_list:
         if not overwrite:
             raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "

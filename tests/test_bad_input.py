@@ -202,3 +202,23 @@ def test_an_output_folder_with_another_run_fails_before_the_pipeline(dirty, tmp_
     path = write_config(tmp_path / "c.yaml", _config(str(tmp_path / "d.csv"), dirty[0]))
     with pytest.raises(ConfigError, match="output.dir: .* is not empty"):
         preprocess.preflight(load_config(path), overwrite=False)
+
+
+def test_unreadable_input_and_unwritable_output_fail_before_the_pipeline(tmp_path, monkeypatch):
+    """Permissions (the tests run as root, who may read anything: os.access is stubbed)."""
+    from beam_pipeline import preprocess
+    from beam_pipeline.config import ConfigError, load_config
+    (tmp_path / "a.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(1) + b"\n")
+    (tmp_path / "b.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(2) + b"\n")
+    path = write_config(tmp_path / "c.yaml", _config(str(tmp_path / "*.csv"),
+                                                     str(tmp_path / "out" / "run")))
+    config = load_config(path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).endswith("b.csv")
+                        and real_access(p, mode))
+    with pytest.raises(ConfigError, match=r"no permission to read .*b\.csv"):
+        preprocess.preflight(config, overwrite=False)
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(tmp_path)
+                        and real_access(p, mode))
+    with pytest.raises(ConfigError, match=f"output.dir: no permission to write under {tmp_path}"):
+        preprocess.preflight(config, overwrite=False)

@@ -6,6 +6,7 @@ any pipeline starts. Formats: csv, tfrecord, parquet, text_directory, image_dire
 """
 
 import dataclasses
+import os
 from typing import Any, Callable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -58,6 +59,11 @@ def plan(config: Config) -> List[Read]:
         files = matching_files(item.file_pattern)
         if not files:
             raise ConfigError(f"{where}.file_pattern: no file matches {item.file_pattern!r}")
+        unreadable = [p for p in files if "://" not in p and not os.access(p, os.R_OK)]
+        if unreadable:
+            raise ConfigError(f"{where}.file_pattern: no permission to read {unreadable[0]}"
+                              + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1
+                                 else ""))
         if item.format == "csv":
             csv.check_headers(item, files, config.columns, where)
             reader = csv.CsvReader(item, config.columns)
