@@ -319,8 +319,9 @@ def run_pyarrow(data_dir, out_dir, rows):
     for name in STRING_CATS + ("int_cat",):
         vocab = sorted_counts(t[name])
         vocabs[name] = vocab
-        value_set = pa.array([tok for tok, _ in vocab])
-        values = t[name] if name != "int_cat" else pc.cast(t[name], pa.string())
+        # int_cat's tokens are ints (ordered numerically, as Keras), so no cast to text.
+        value_set = pa.array([tok for tok, _ in vocab], type=t[name].type)
+        values = t[name]
         out[name] = pc.fill_null(pc.index_in(values, value_set=value_set), -1).to_numpy()
     text = pc.replace_substring_regex(pc.utf8_lower(t["text"]), STRIP_REGEX, "")
     tokens = pc.ascii_split_whitespace(text).combine_chunks()
