@@ -67,10 +67,6 @@ class Input:
     seed: Optional[int] = None
     max_length: Optional[int] = None  # text: bytes kept per file, as Keras
 
-    @property
-    def location(self) -> str:
-        return self.directory if self.format in FOLDER_FORMATS else self.file_pattern
-
 
 @dataclasses.dataclass(frozen=True)
 class Split:
