@@ -204,7 +204,8 @@ def _analyze_with_cache(pipeline, read, cache: AnalysisCache, split_args, adapte
 
 
 def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
-          cache: Optional[AnalysisCache] = None) -> Handles:
+          cache: Optional[AnalysisCache] = None,
+          reads: Optional[List[sources.Read]] = None) -> Handles:
     """Adds the whole preprocessing job to `pipeline`; running it writes every output.
 
     Args:
@@ -212,6 +213,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
       config: the validated config.
       temp_dir: scratch folder for tf.Transform (must be reachable by the workers).
       cache: analyze span by span with tf.Transform's cache (one tabular input only).
+      reads: the planned reads, when the caller's checks already listed them.
 
     Returns:
       `Handles` naming where the run writes its statistics and data.
@@ -227,7 +229,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
         data_prefixes={s: layout.data_prefix(out, s) for s in SPLITS},
         rejected_prefix=layout.rejected_prefix(out))
 
-    reads = sources.plan(config)
+    reads = reads if reads is not None else sources.plan(config)
     with tft_beam.Context(temp_dir=temp_dir):
         if cache is None:
             train = _train_rows(pipeline, reads, split_args)

@@ -98,7 +98,7 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     p = beam.Pipeline(options=options)
     if analysis_cache is not None:
         analysis_cache.staging = FileSystems.join(temp_dir, "analysis_cache")
-    handles = pipeline.build(p, config, temp_dir, analysis_cache)
+    handles = pipeline.build(p, config, temp_dir, analysis_cache, reads)
     # Progress estimates the rows from CSV lines, so it shows for CSV-only jobs.
     csv_only = all(r.source.format == "csv" for r in reads)
     reporter = (progress.Reporter([p for r in reads for p in r.items], reads[0].source.header,
