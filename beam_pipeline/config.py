@@ -35,7 +35,8 @@ class Column:
 
     @property
     def read_type(self) -> str:
-        """The type the CSV reader parses: multivalent cells are text, split in the graph."""
+        """The type every reader gives this column: a multivalent cell is text, split in
+        the graph."""
         return "string" if self.separator else self.type
 
 

@@ -154,7 +154,7 @@ class AnalysisCache:
         for span in self.spans:
             staged = FileSystems.join(self.staging, self.key(span))
             target = FileSystems.join(self.dir, self.key(span))
-            if not FileSystems.exists(staged) or span in self.cached:
+            if not FileSystems.exists(staged):  # a cached span: nothing was staged
                 continue
             if FileSystems.exists(target):
                 FileSystems.delete([target])  # a half copy from an interrupted commit

@@ -14,10 +14,6 @@ from beam_pipeline.features import vocabulary
 from beam_pipeline.split import SPLITS
 
 
-# What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
-EMPTY_VOCABULARY_DUMMY = "49d0cd50-04bb-48c0-bc6f-5b575dce351a"
-
-
 def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:
     """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in order.
 
@@ -26,7 +22,7 @@ def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:
     entries = []
     with FileSystems.open(path) as f:
         lines = f.read().decode("utf-8", "backslashreplace").split("\n")
-    if [line for line in lines if line] == [f"1 {EMPTY_VOCABULARY_DUMMY}"]:
+    if [line for line in lines if line] == [f"1 {vocabulary.EMPTY_VOCABULARY_DUMMY}"]:
         return []  # tft's stand-in for a vocabulary learned from no values
     for line in lines:
         if line:

@@ -19,7 +19,7 @@ class Feature:
 
     Attributes:
       name: the output feature name (the key under `features:` in the config).
-      column: the raw CSV column it reads.
+      column: the raw column it reads (of any source).
       column_type: the type of that column's values, "float", "int" or "string".
       separator: for a multivalent column, the character between its values.
       length: for a fixed-length vector column, its number of positions.

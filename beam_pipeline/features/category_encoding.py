@@ -37,8 +37,7 @@ class CategoryEncoding(Feature):
     def validate(self) -> None:
         check_positive(self.num_tokens, "num_tokens", allow_none=False)
         check_choice(self.output_mode, "output_mode", ("one_hot", "multi_hot", "count"))
-        if self.output_mode == "one_hot" and self.multivalent:
-            raise ValueError("output_mode: one_hot needs a scalar column; use multi_hot")
+        encoding.check_mode(self.output_mode, self.multivalent)
 
     def transform(self, inputs):
         extra = {}

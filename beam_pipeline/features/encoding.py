@@ -34,3 +34,17 @@ def encode(ids: tf.RaggedTensor, output_mode: str, depth: Optional[int] = None,
     counts = tf.math.bincount(in_range, minlength=depth, maxlength=depth, axis=-1,
                               binary_output=output_mode != "count", dtype=tf.float32)
     return tf.ensure_shape(counts, [None, depth])
+
+
+def check_mode(output_mode: str, multivalent: bool, sequence_length: Optional[int] = None,
+               pad=None, pad_option: str = "mask_token") -> None:
+    """Raises ValueError when the output mode does not fit the column's shape.
+
+    `one_hot` needs one value per row; `int` on a multivalent column needs a sequence
+    length and a padding value (`pad`, the option named `pad_option`, whose id is 0).
+    """
+    if output_mode == "one_hot" and multivalent:
+        raise ValueError("output_mode: one_hot needs a scalar column; use multi_hot")
+    if output_mode == "int" and multivalent and (sequence_length is None or pad is None):
+        raise ValueError(f"a multivalent column in int mode needs output_sequence_length "
+                         f"and a {pad_option} (its id 0 pads the rows)")

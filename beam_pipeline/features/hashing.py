@@ -73,12 +73,8 @@ class Hashing(Feature):
         if salt is not None and (not isinstance(salt, (list, tuple)) or len(salt) not in (1, 2)
                                  or not all(isinstance(s, int) for s in salt)):
             raise ValueError(f"salt: expected an int or two ints, got {self.salt!r}")
-        if self.output_mode == "one_hot" and self.multivalent:
-            raise ValueError("output_mode: one_hot needs a scalar column; use multi_hot")
-        if self.output_mode == "int" and self.multivalent and (
-                self.output_sequence_length is None or self.mask_value is None):
-            raise ValueError("a multivalent column in int mode needs output_sequence_length "
-                             "and a mask_value (its bin 0 pads the rows)")
+        encoding.check_mode(self.output_mode, self.multivalent, self.output_sequence_length,
+                            self.mask_value, "mask_value")
 
     def transform(self, inputs):
         extra = {}

@@ -72,12 +72,8 @@ class StringLookup(Feature):
         if self.output_mode != "int" and self.max_tokens is None:
             raise ValueError(f"max_tokens: required with output_mode {self.output_mode!r} "
                              f"(it is the number of output columns)")
-        if self.output_mode == "one_hot" and self.multivalent:
-            raise ValueError("output_mode: one_hot needs a scalar column; use multi_hot")
-        if self.output_mode == "int" and self.multivalent and (
-                self.output_sequence_length is None or self.mask_token is None):
-            raise ValueError("a multivalent column in int mode needs output_sequence_length "
-                             "and a mask_token (its id 0 pads the rows)")
+        encoding.check_mode(self.output_mode, self.multivalent, self.output_sequence_length,
+                            self.mask_token)
 
     def _reserved(self) -> int:
         with_mask = self.mask_token is not None and self.output_mode == "int"

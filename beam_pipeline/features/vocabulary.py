@@ -22,6 +22,8 @@ import tensorflow_transform as tft
 from tensorflow_transform import mappers, tf_utils
 
 FILE_FORMAT = "text"
+# What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
+EMPTY_VOCABULARY_DUMMY = "49d0cd50-04bb-48c0-bc6f-5b575dce351a"
 ESCAPES = ((" ", "\x1f"), ("\n", "\x1d"), ("\r", "\x1e"))
 EMPTY_ESCAPE = "\x00"
 
@@ -87,7 +89,8 @@ def first_entry(vocabulary_path, name: str) -> tf.Tensor:
     line, _ = tf_utils.construct_and_lookup_table(
         line_table, vocabulary_path, tf.zeros([1], tf.int64))
     # "<count> <key>": the key is everything after the first space.
-    return tf.strings.regex_replace(line[0], r"^\S+ ", "")
+    key = tf.strings.regex_replace(line[0], r"^\S+ ", "")
+    return tf.where(tf.equal(key, EMPTY_VOCABULARY_DUMMY), "", key)
 
 
 def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):

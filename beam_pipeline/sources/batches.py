@@ -27,6 +27,10 @@ def list_column(values: pa.Array, keep: Optional[np.ndarray] = None) -> pa.Array
 def record_batch(columns: Sequence, values: Dict[str, pa.Array],
                  keep: Optional[np.ndarray] = None) -> pa.RecordBatch:
     """The record batch of `columns` (config Columns) from flat typed `values` per name."""
-    return pa.RecordBatch.from_arrays(
-        [list_column(values[c.name].cast(ITEM_TYPES[c.read_type]), keep) for c in columns],
-        [c.name for c in columns])
+    arrays = []
+    for column in columns:
+        array = values[column.name].cast(ITEM_TYPES[column.read_type])
+        if column.read_type == "float":  # NaN is a missing value, whatever the source
+            array = pc.if_else(pc.is_nan(array), pa.nulls(len(array), array.type), array)
+        arrays.append(list_column(array, keep))
+    return pa.RecordBatch.from_arrays(arrays, [c.name for c in columns])

@@ -9,7 +9,6 @@ its rows, and the other files carry on.
 from typing import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -59,13 +58,6 @@ class ParquetReader:
                 return
             names = [c.name for c in self._columns]
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=names):
-                values = {}
-                for column in self._columns:
-                    array = batch.column(batch.schema.get_field_index(column.name))
-                    if column.read_type == "float":
-                        # NaN is a missing value here as in every other source.
-                        array = pc.if_else(pc.is_nan(array.cast(pa.float64())),
-                                           pa.nulls(len(array), pa.float64()), array) \
-                            if pa.types.is_floating(array.type) else array
-                    values[column.name] = array
+                values = {c.name: batch.column(batch.schema.get_field_index(c.name))
+                          for c in self._columns}
                 yield batches.record_batch(self._columns, values), []
