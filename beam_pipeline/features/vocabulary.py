@@ -18,8 +18,9 @@ numerically, descending, as Keras's IntegerLookup does.
 from typing import Optional
 
 import tensorflow as tf
-import tensorflow_transform as tft
 from tensorflow_transform import mappers, tf_utils
+
+from beam_pipeline.features import vocabulary_counts
 
 FILE_FORMAT = "text"
 # What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
@@ -96,11 +97,17 @@ def first_entry(vocabulary_path, name: str) -> tf.Tensor:
 def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):
     """Full-pass vocabulary of `x` (any tensor kind), stored under `name` with counts.
 
-    Returns the deferred vocabulary path that `apply` takes.
+    Exact, and the same file `tft.vocabulary(..., store_frequency=True)` writes; counted on
+    Arrow tables (see vocabulary_counts). Returns the deferred path that `apply` takes.
     """
-    return tft.vocabulary(
-        _escape(x), top_k=top_k, frequency_threshold=min_frequency, vocab_filename=name,
-        store_frequency=True, file_format=FILE_FORMAT, name=f"{name}_vocabulary")
+    keys = _escape(x)
+    if isinstance(keys, tf.RaggedTensor):
+        keys = keys.flat_values
+    elif isinstance(keys, tf.SparseTensor):
+        keys = keys.values
+    return vocabulary_counts.vocabulary(
+        tf.reshape(keys, [-1]), top_k=top_k, frequency_threshold=min_frequency,
+        vocab_filename=name, name=f"{name}_vocabulary")
 
 
 def apply(x, vocabulary_path, name: str):

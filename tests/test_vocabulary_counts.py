@@ -1,0 +1,197 @@
+"""The Arrow-counted vocabulary writes exactly the file tft.vocabulary writes.
+
+Each case runs both analyzers in one preprocessing_fn on the same tensor and compares the
+files byte for byte: order (count descending, ties by bytes descending), top_k,
+frequency_threshold, the empty-vocabulary line, ragged and integer inputs, many small
+batches, and accumulators restored from tft's analysis cache. A property test checks
+the pyarrow merge logic against collections.Counter on random splits.
+"""
+
+import collections
+import os
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from beam_pipeline.features import vocabulary, vocabulary_counts
+
+# (name, input, top_k, frequency_threshold)
+CASES = [
+    ("all", "s", None, None),
+    ("top10", "s", 10, None),
+    ("min3", "s", None, 3),
+    ("top10_min3", "s", 10, 3),
+    ("top1", "s", 1, None),
+    ("empty", "s", None, 10**9),
+    ("tokens", "text", None, None),
+    ("tokens_top25", "text", 25, 2),
+    ("ints", "i", None, None),
+]
+
+
+def _data(rows, seed):
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(400)] + ["é", "ß", "a b", "A", "a", "zz", "\u4e2d"]
+    pick = lambda: words[min(int(rng.zipf(1.4)), len(words)) - 1]  # noqa: E731
+    return [{"s": pick(), "text": " ".join(pick() for _ in range(rng.integers(0, 6))),
+             "i": int(rng.zipf(1.5)) - 20} for _ in range(rows)]
+
+
+FEATURE_SPEC = {"s": tf.io.FixedLenFeature([], tf.string),
+                "text": tf.io.FixedLenFeature([], tf.string),
+                "i": tf.io.FixedLenFeature([], tf.int64)}
+
+
+def preprocessing_fn(inputs):
+    tensors = {"s": inputs["s"], "text": tf.strings.split(inputs["text"], " "),
+               "i": inputs["i"]}
+    outputs = {}
+    for name, column, top_k, threshold in CASES:
+        x = tensors[column]
+        # The reference sees the same keys ours does (escaped; ints as sortable text).
+        keys = vocabulary._escape(x)
+        keys = keys.flat_values if isinstance(keys, tf.RaggedTensor) else keys
+        ref = tft.vocabulary(keys, top_k=top_k, frequency_threshold=threshold,
+                             vocab_filename=f"ref_{name}", store_frequency=True,
+                             file_format=vocabulary.FILE_FORMAT)
+        ours = vocabulary.learn(x, f"ours_{name}", top_k, threshold)
+        # tft computes only the analyzers the outputs depend on.
+        outputs[f"ref_{name}"] = vocabulary.apply(x, ref, f"ref_{name}")
+        outputs[f"ours_{name}"] = vocabulary.apply(x, ours, f"ours_{name}")
+    return {k: v.flat_values if isinstance(v, tf.RaggedTensor) else v
+            for k, v in outputs.items()}
+
+
+def _analyze(data_by_span, out_dir, cache_dir=None, cached_spans=()):
+    """AnalyzeDatasetWithCache over spans (None data = taken from the cache); writes
+    transform_fn to out_dir and the new spans' cache to cache_dir."""
+    metadata = tft.DatasetMetadata.from_feature_spec(FEATURE_SPEC)
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        with tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp"), desired_batch_size=64):
+            data = {}
+            for span, rows in data_by_span.items():
+                key = tft_beam.analyzer_cache.DatasetKey(span)
+                data[key] = None if rows is None else p | f"Create{span}" >> beam.Create(rows)
+            keys = [tft_beam.analyzer_cache.DatasetKey(s) for s in cached_spans]
+            cache = (p | tft_beam.analyzer_cache.ReadAnalysisCacheFromFS(cache_dir, keys)
+                     if keys else {})
+            transform_fn, output_cache = (
+                (data, cache, metadata) | tft_beam.AnalyzeDatasetWithCache(preprocessing_fn))
+            _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+            new = [k for k, v in data.items() if v is not None]
+            if cache_dir and new:
+                _ = output_cache | tft_beam.analyzer_cache.WriteAnalysisCacheToFS(
+                    p, cache_dir, new)
+    return tft.TFTransformOutput(out_dir)
+
+
+def _files(output, name):
+    def read(prefix):
+        with open(output.vocabulary_file_by_name(f"{prefix}_{name}"), "rb") as f:
+            return f.read()
+    return read("ref"), read("ours")
+
+
+@pytest.fixture(scope="module", params=["default", "compact_often"])
+def analyzed(request, tmp_path_factory):
+    """Both analyzers over two spans, then again with both spans from the cache."""
+    if request.param == "compact_often":  # emit and compact every few batches
+        patch = pytest.MonkeyPatch()
+        patch.setattr(vocabulary_counts, "COMPACT_ROWS", 50)
+        request.addfinalizer(patch.undo)
+    root = tmp_path_factory.mktemp(f"vocab_{request.param}")
+    spans = {"a": _data(1500, 1), "b": _data(900, 2)}
+    fresh = _analyze(spans, str(root / "fresh"), str(root / "cache"))
+    # The spans' data is withheld: only the cached accumulators can produce the files.
+    cached = _analyze({"a": None, "b": None}, str(root / "cached"), str(root / "cache"),
+                      cached_spans=("a", "b"))
+    return fresh, cached, spans
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_same_file_as_tft_vocabulary(analyzed, name):
+    fresh, _, _ = analyzed
+    ref, ours = _files(fresh, name)
+    assert ours == ref
+    assert ours.count(b"\n") >= 1
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_same_file_from_cached_accumulators(analyzed, name):
+    fresh, cached, _ = analyzed
+    assert _files(cached, name) == _files(fresh, name)
+
+
+def test_counts_are_the_datas(analyzed):
+    """Against an independent count: the data's tokens by Counter, sorted as tft sorts."""
+    fresh, _, spans = analyzed
+    rows = spans["a"] + spans["b"]
+    counter = collections.Counter(r["s"].replace(" ", "\x1f").encode() for r in rows)
+    want = sorted(((c, t) for t, c in counter.items()), reverse=True)[:10]
+    _, ours = _files(fresh, "top10")
+    assert ours == b"".join(b"%d %s\n" % pair for pair in want)
+
+
+def test_empty_vocabulary_is_tfts_dummy_line(analyzed):
+    fresh, _, _ = analyzed
+    assert _files(fresh, "empty")[1] == vocabulary_counts.EMPTY_VOCABULARY_LINE + b"\n"
+
+
+def test_cache_coder_round_trip():
+    coder = vocabulary_counts.ShardCountsCoder()
+    table = pa.table({"token": pa.array([b"a", b"\x00b", "é".encode()], pa.binary()),
+                      "count": pa.array([3, 1, 2 ** 40], pa.int64())})
+    shard, back = coder.decode_cache(coder.encode_cache((17, table)))
+    assert shard == 17 and back.equals(table)
+
+
+def test_top_k_must_be_positive():
+    with pytest.raises(ValueError, match="top_k"):
+        vocabulary_counts.vocabulary(tf.constant(["a"]), 0, None, "v", "v")
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.lists(st.sampled_from([b"a", b"b", b"c", b"d", b"\xc3\xa9", b"", b"aa"]),
+                       max_size=80),
+       cuts=st.lists(st.integers(0, 80), max_size=6),
+       top_k=st.one_of(st.none(), st.integers(1, 8)),
+       threshold=st.integers(0, 4), compact_rows=st.integers(1, 30))
+def test_bundle_and_combine_logic_matches_counter(tokens, cuts, top_k, threshold,
+                                                  compact_rows):
+    """The DoFn and CombineFn by hand, over random batch cuts and compaction points."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vocabulary_counts, "COMPACT_ROWS", compact_rows)
+        _check_by_hand(tokens, cuts, top_k, threshold)
+
+
+def _check_by_hand(tokens, cuts, top_k, threshold):
+    bounds = [0] + sorted(c for c in cuts if c <= len(tokens)) + [len(tokens)]
+    do_fn = vocabulary_counts._CountInBundle()
+    do_fn.start_bundle()
+    partials = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        batch = collections.Counter(tokens[lo:hi])
+        keys = np.array(list(batch), dtype=object)
+        partials += list(do_fn.process(
+            (keys, np.array(list(batch.values()), np.int64),
+             np.array([len(k) % 3 for k in batch], np.int64))))
+    partials += [w.value for w in do_fn.finish_bundle()]
+    combine = vocabulary_counts._SumCounts()
+    by_shard = collections.defaultdict(list)
+    for shard, table in partials:
+        by_shard[shard].append(combine.add_input(combine.create_accumulator(), table))
+    pruned = [vocabulary_counts.prune(
+        combine.extract_output(combine.merge_accumulators(accs)), top_k, threshold)
+        for accs in by_shard.values()]
+    got = vocabulary_counts.prune(pa.concat_tables(
+        [vocabulary_counts._SCHEMA.empty_table()] + pruned), top_k, 0)
+    want = sorted(((c, t) for t, c in collections.Counter(tokens).items()
+                   if c >= threshold), reverse=True)[:top_k]
+    assert list(zip(got["count"].to_pylist(), got["token"].to_pylist())) == want
