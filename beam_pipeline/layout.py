@@ -57,6 +57,11 @@ def temp_dir(out: str) -> str:
     return FileSystems.join(out, ".tmp")
 
 
+def progress_dir(temp: str) -> str:
+    """Where local runs count rows for the progress reporter (under the temp folder)."""
+    return FileSystems.join(temp, "progress")
+
+
 def model_dir(out: str) -> str:
     """The serving SavedModel (transform graph inside)."""
     return FileSystems.join(out, "model", "serving")

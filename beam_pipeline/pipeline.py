@@ -15,7 +15,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.compute as pc
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
 
@@ -27,10 +26,14 @@ from beam_pipeline.sources.read import ReadSource
 from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
 from beam_pipeline import features
 from beam_pipeline.statistics import TrainStatistics
+from beam_pipeline.tfrecord_sink import WriteRecordBatches
 
 
 class EncodeExamples(beam.DoFn):
-    """Transformed Arrow record batches -> serialized tf.Example, in C++ (tfx_bsl)."""
+    """Transformed Arrow record batches -> lists of serialized tf.Example, in C++ (tfx_bsl).
+
+    One list per batch, so the writer handles a batch per element rather than a row.
+    """
 
     def __init__(self, transformed_schema, split: str, label: Optional[str] = None):
         self._schema = transformed_schema.SerializeToString()
@@ -57,7 +60,8 @@ class EncodeExamples(beam.DoFn):
             for value, count in zip(*np.unique(labels.to_numpy(), return_counts=True)):
                 beam.metrics.Metrics.counter(
                     METRICS_NAMESPACE, f"label_{self._split}_{value}").inc(int(count))
-        yield from examples
+        if examples:
+            yield examples
 
 
 def statistics_for(config: Config) -> TrainStatistics:
@@ -91,7 +95,7 @@ def _split(rows, name: str, read, split_args, emit=SPLITS, count=False):
         *split_args, emit=emit, count_rows=count, fixed=read.split)).with_outputs(*emit)
 
 
-def _train_rows(pipeline, reads, split_args):
+def _train_rows(pipeline, reads, split_args, progress_dir):
     """The analysis read: the train rows of every input, flattened."""
     parts = []
     for read in reads:
@@ -99,13 +103,14 @@ def _train_rows(pipeline, reads, split_args):
             continue  # nothing of it is analyzed
         rows = (pipeline
                 | f"Read{read.name}ForAnalysis" >> ReadSource(read.items, read.reader)).batches
-        rows = rows | f"Progress{read.name}Analyze" >> beam.ParDo(progress.CountRows("analyze"))
+        rows = rows | f"Progress{read.name}Analyze" >> beam.ParDo(
+            progress.CountRows("analyze", progress_dir))
         parts.append(_split(rows, f"{read.name}ForAnalysis", read, split_args,
                             emit=("train",))["train"])
     return parts[0] if len(parts) == 1 else parts | "FlattenForAnalysis" >> beam.Flatten()
 
 
-def _all_rows(pipeline, reads, split_args):
+def _all_rows(pipeline, reads, split_args, progress_dir):
     """The transform read: ({split: rows} over every input, dead letters of every input)."""
     by_split = {s: [] for s in SPLITS}
     rejected = []
@@ -114,7 +119,7 @@ def _all_rows(pipeline, reads, split_args):
                                                              count_rejects=True)
         rejected.append(outputs[REJECTED])
         rows = outputs.batches | f"Progress{read.name}" >> beam.ParDo(
-            progress.CountRows("transform"))
+            progress.CountRows("transform", progress_dir))
         split = _split(rows, read.name, read, split_args, count=True)
         for s in SPLITS:
             by_split[s].append(split[s])
@@ -232,7 +237,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
     reads = reads if reads is not None else sources.plan(config)
     with tft_beam.Context(temp_dir=temp_dir):
         if cache is None:
-            train = _train_rows(pipeline, reads, split_args)
+            train = _train_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir))
             transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
                 preprocessing_fn)
         else:
@@ -240,7 +245,8 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
                                                adapter_config, preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-        splits, rejected = _all_rows(pipeline, reads, split_args)
+        splits, rejected = _all_rows(pipeline, reads, split_args,
+                                     layout.progress_dir(temp_dir))
         # Column statistics from the transform read, which sees every span (the analysis
         # read skips the cached ones).
         _ = (splits["train"]
@@ -260,10 +266,9 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             _ = (transformed
                  | f"Encode{name}" >> beam.ParDo(
                      EncodeExamples(transformed_metadata.schema, split, class_label))
-                 | f"Write{name}" >> beam.io.WriteToTFRecord(
+                 | f"Write{name}" >> WriteRecordBatches(
                      handles.data_prefixes[split], file_name_suffix=layout.DATA_SUFFIX,
-                     num_shards=config.output.num_shards,
-                     compression_type=CompressionTypes.GZIP))
+                     num_shards=config.output.num_shards))
     return handles
 
 

@@ -1,12 +1,15 @@
 """Progress of a long local run: stage, rows done of an estimated total, rate, time left.
 
 The pipeline counts rows as each read produces them (`CountRows`, a step after each
-read). With the in-process local runner those steps run in this process, so a reporter
-thread here can read the counts while the job runs: a progress bar on a terminal,
-periodic lines otherwise. Other runners run the steps elsewhere; there the command
-prints the job's state (and, on Dataflow, its console address) instead.
+read). On the local runner, in this process or in its worker processes
+(`direct_running_mode=multi_processing`), each counting step writes its running count to
+a small file in a local progress folder at most twice a second, and a reporter thread
+here sums those files: a progress bar on a terminal, periodic lines otherwise. Other
+runners run the steps on other machines; there the command prints the job's state (and,
+on Dataflow, its console address) instead.
 """
 
+import os
 import sys
 import threading
 import time
@@ -18,27 +21,59 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 STAGES = ("analyze", "transform")
-_COUNTS: Dict[str, int] = {s: 0 for s in STAGES}
-_LOCK = threading.Lock()
 _SAMPLE_BYTES = 1 << 20
+_WRITE_EVERY_SECONDS = 0.5
 
 
 class CountRows(beam.DoFn):
-    """Passes record batches through, adding their rows to this process's progress counts."""
+    """Passes record batches through, counting their rows into `directory` (if local)."""
 
-    def __init__(self, stage: str):
+    def __init__(self, stage: str, directory: Optional[str]):
         self._stage = stage
+        self._directory = directory
+
+    def setup(self):
+        self._rows = 0
+        self._written_at = 0.0
+        # One file per DoFn instance: instances in several processes never share a file.
+        self._path = (os.path.join(self._directory, f"{self._stage}-{os.getpid()}-{id(self)}")
+                      if self._directory and "://" not in self._directory else None)
 
     def process(self, batch):
-        with _LOCK:
-            _COUNTS[self._stage] += batch.num_rows
+        self._rows += batch.num_rows
+        if self._path and time.monotonic() - self._written_at > _WRITE_EVERY_SECONDS:
+            self._write()
         yield batch
 
+    def finish_bundle(self):
+        if self._path:
+            self._write()
 
-def reset() -> None:
-    with _LOCK:
-        for stage in STAGES:
-            _COUNTS[stage] = 0
+    def _write(self):
+        os.makedirs(self._directory, exist_ok=True)
+        temp = f"{self._path}.tmp"
+        with open(temp, "w") as f:
+            f.write(str(self._rows))
+        os.replace(temp, self._path)  # a reader never sees a half-written count
+        self._written_at = time.monotonic()
+
+
+def read_counts(directory: str) -> Dict[str, int]:
+    """Rows counted so far per stage, summed over the files `CountRows` wrote."""
+    counts = {stage: 0 for stage in STAGES}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return counts
+    for name in names:
+        stage = name.split("-", 1)[0]
+        if stage in counts and not name.endswith(".tmp"):
+            try:
+                with open(os.path.join(directory, name)) as f:
+                    counts[stage] += int(f.read() or 0)
+            except (FileNotFoundError, ValueError):  # replaced or being replaced
+                pass
+    return counts
 
 
 def estimate_rows(files: List[str], header: bool) -> int:
@@ -62,8 +97,9 @@ def _duration(seconds: float) -> str:
 class Reporter:
     """Prints progress every `interval` seconds from a background thread until `finish()`."""
 
-    def __init__(self, files: List[str], header: bool, stream=None,
+    def __init__(self, files: List[str], header: bool, directory: str, stream=None,
                  interval: Optional[float] = None):
+        self._directory = directory
         self._stream = stream or sys.stderr
         self._tty = self._stream.isatty()
         self._interval = interval if interval is not None else (0.5 if self._tty else 10.0)
@@ -75,7 +111,6 @@ class Reporter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> "Reporter":
-        reset()
         self._thread.start()
         return self
 
@@ -89,8 +124,7 @@ class Reporter:
                 f"({self._files} files), {rate:,.0f} rows/s, elapsed {_duration(elapsed)}{left}")
 
     def _report(self, final: bool = False) -> None:
-        with _LOCK:
-            counts = dict(_COUNTS)
+        counts = read_counts(self._directory)
         total = max(self._total, counts["analyze"], counts["transform"], 1)
         if final:
             stage, percent = "done", 100.0

@@ -13,7 +13,8 @@ through. Every row is written as a tf.Example to gzipped TFRecords.
 Runners (each one in its own subprocess, one after another, so that wall time and peak RSS
 belong to that run alone; the machine is not shared between them):
 
-  beam_pipeline  the project's CLI, `beam-pipeline preprocess`, default (FnApiRunner) runner
+  beam_pipeline  the project's CLI, `beam-pipeline preprocess`, with its defaults (the local
+                 runner, on every core for inputs of 64 MB or more)
   keras          Keras 3 preprocessing layers adapted on a tf.data CSV pipeline, then the
                  dataset mapped through them and written with tf.io.TFRecordWriter
   tft            tf.Transform as its documentation shows: CsvTFXIO, AnalyzeAndTransformDataset,
@@ -408,19 +409,68 @@ def check_main(rows, workdir):
 
 # --------------------------------------------------------------------------- parent
 
+def _tree_rss_mb(root_pid):
+    """Summed resident memory (MB) of `root_pid` and all its descendants, from /proc."""
+    parents, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+class _TreeRssSampler:
+    """Polls a process tree's summed RSS four times a second; `peak` is the largest seen.
+
+    ru_maxrss is the peak of one process; with worker processes (multi_processing) the
+    memory the job holds is the sum over the tree, which this measures."""
+
+    def __init__(self, pid):
+        import threading
+        self.peak = 0.0
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, _tree_rss_mb(self._pid))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def spawn(args_list):
     """Runs this script as a child; returns (wall seconds, peak RSS MB, result dict, rc).
 
-    os.wait4 gives this child's own rusage, so ru_maxrss is its peak (and that of any
-    process it waited for, e.g. the beam-pipeline CLI), not the max over earlier runs as
-    RUSAGE_CHILDREN's would be.
+    Peak RSS is the larger of the sampled peak of the child's whole process tree (summed
+    over its processes) and os.wait4's ru_maxrss (this child's own peak, or that of any
+    process it waited for, e.g. the beam-pipeline CLI; not the max over earlier runs as
+    RUSAGE_CHILDREN's would be).
     """
     cmd = [sys.executable, os.path.abspath(__file__)] + args_list
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    sampler = _TreeRssSampler(proc.pid)
     lines = []
     for line in proc.stdout:  # drain as it runs so the child never blocks on a full pipe
         lines.append(line)
+    tree_peak = sampler.stop()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -430,7 +480,8 @@ def spawn(args_list):
             result = json.loads(line[len(RESULT_PREFIX):])
         else:
             sys.stdout.write(line)
-    return wall, usage.ru_maxrss / 1024, result, proc.returncode  # ru_maxrss is KiB on Linux
+    # ru_maxrss is KiB on Linux
+    return wall, max(tree_peak, usage.ru_maxrss / 1024), result, proc.returncode
 
 
 def print_table(rows, runs):

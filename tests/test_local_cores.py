@@ -1,0 +1,138 @@
+"""Running on every core: the batched TFRecord sink, the multi-process runner choice, and
+a multi-process run that produces what the in-process run produces (with progress)."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+from beam_pipeline import layout, preprocess, tfrecord_sink
+from beam_pipeline.sources import Read
+from tests.conftest import make_config, write_config
+
+
+# --------------------------------------------------------------------------- the sink
+
+def test_framing_is_tensorflows(tmp_path):
+    records = [b"", b"a", b"\x00" * 300, "é".encode() * 1000]
+    path = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    with open(path, "rb") as f:
+        assert tfrecord_sink.frame(records) == f.read()
+
+
+def test_sink_writes_gzipped_tfrecords_tensorflow_reads(tmp_path):
+    batches = [[f"row {b}-{i}".encode() for i in range(n)] for b, n in enumerate([3, 0, 50, 1])]
+    prefix = str(tmp_path / "data" / "part")
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        _ = (p | beam.Create(batches)
+             | tfrecord_sink.WriteRecordBatches(prefix, ".tfrecord.gz", num_shards=2))
+    files = sorted(glob.glob(prefix + "-*"))
+    assert [os.path.basename(f) for f in files] == [
+        "part-00000-of-00002.tfrecord.gz", "part-00001-of-00002.tfrecord.gz"]
+    with open(files[0], "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"  # a gzip stream
+    got = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(got) == sorted(r for batch in batches for r in batch)
+
+
+# --------------------------------------------------------------------------- runner choice
+
+def _reads(tmp_path, size):
+    path = tmp_path / "input.csv"
+    path.write_bytes(b"x" * size)
+    return [Read(name="Input0", items=(str(path), ("nested", (str(path),))), reader=None,
+                 split=None, source=None)]
+
+
+def test_large_local_input_runs_on_every_core(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert preprocess.input_bytes(_reads(tmp_path, 1000)) == 1000  # each file counted once
+    options = preprocess.use_local_cores(preprocess.pipeline_options([]), _reads(tmp_path, 1000))
+    direct = options.view_as(DirectOptions)
+    assert (direct.direct_running_mode, direct.direct_num_workers) == ("multi_processing", 3)
+
+
+@pytest.mark.parametrize("args,size", [
+    ([], 999),                                           # small input: in this process
+    (["--direct_running_mode=in_memory"], 10**6),        # the user's choice stands
+    (["--runner=DataflowRunner"], 10**6),                # not a local runner
+])
+def test_runner_choice_left_alone(tmp_path, monkeypatch, args, size):
+    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    options = preprocess.use_local_cores(preprocess.pipeline_options(args),
+                                         _reads(tmp_path, size))
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
+def test_user_worker_count_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
+    options = preprocess.use_local_cores(
+        PipelineOptions(["--runner=FnApiRunner", "--direct_num_workers=5"]),
+        _reads(tmp_path, 1000))
+    assert options.view_as(DirectOptions).direct_num_workers == 5
+
+
+# --------------------------------------------------------------------------- a real run
+
+@pytest.fixture(scope="module")
+def multi_process_run(csv_dir, tmp_path_factory):
+    """The conftest job through the CLI on two worker processes."""
+    root = tmp_path_factory.mktemp("multi")
+    out = str(root / "out")
+    path = write_config(root / "config.yaml", make_config(csv_dir, out))
+    exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+    proc = subprocess.run([exe, "preprocess", "--config", path, "--progress-interval", "0.2",
+                           "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
+
+
+def _summary(out):
+    with open(os.path.join(out, "run_summary.json")) as f:
+        return json.load(f)
+
+
+def test_multi_process_counts_match_in_process(multi_process_run, pipeline_run):
+    _, out = multi_process_run
+    config, _ = pipeline_run
+    assert _summary(out)["rows"] == _summary(config.output.dir)["rows"]
+
+
+def test_multi_process_vocabularies_match_in_process(multi_process_run, pipeline_run):
+    _, out = multi_process_run
+    config, _ = pipeline_run
+    theirs = os.path.join(config.output.dir, "transform_fn", "assets")
+    ours = os.path.join(out, "transform_fn", "assets")
+    names = sorted(os.listdir(theirs))
+    assert names and sorted(os.listdir(ours)) == names
+    for name in names:
+        with open(os.path.join(theirs, name), "rb") as a, open(os.path.join(ours, name), "rb") as b:
+            assert a.read() == b.read(), name
+
+
+def test_multi_process_records_per_split(multi_process_run):
+    _, out = multi_process_run
+    written = _summary(out)["rows"]["written"]
+    for split, count in written.items():
+        files = glob.glob(layout.data_pattern(out, split))
+        assert files, split
+        assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == count
+
+
+def test_multi_process_run_reports_progress(multi_process_run):
+    """Worker processes count rows into files the reporter sums."""
+    proc, out = multi_process_run
+    rows = _summary(out)["rows"]["read"]
+    assert f"done: {rows:,} of {rows:,} rows read" in proc.stderr
