@@ -23,54 +23,12 @@ DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
 
 
-# Local jobs with at least this much input run on a worker process per core. Workers take
-# a few seconds to start (each imports TensorFlow), which smaller jobs would not win back.
-MULTI_PROCESS_MIN_BYTES = 64 << 20
-
-
 def pipeline_options(beam_args) -> PipelineOptions:
     """Beam options from the command line, unchanged, with the local runner as default."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = DEFAULT_RUNNER
-    return options
-
-
-def _local_paths(item) -> List[str]:
-    """The local file paths in a read's work item (a path, or a group of them)."""
-    if isinstance(item, str):
-        return [item] if "://" not in item else []
-    if isinstance(item, (tuple, list)):
-        return [p for part in item for p in _local_paths(part)]
-    return []
-
-
-def input_bytes(reads: List[sources.Read]) -> int:
-    """Total size of the reads' local input files."""
-    paths = {p for r in reads for item in r.items for p in _local_paths(item)}
-    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
-
-
-def use_local_cores(options: PipelineOptions, reads: List[sources.Read]) -> PipelineOptions:
-    """`options`, set to run on every core when the local runner has a large input.
-
-    Applies when the runner is local, the user chose no `--direct_running_mode`, the
-    machine has more than one core and the input has at least MULTI_PROCESS_MIN_BYTES:
-    then `direct_running_mode=multi_processing` with one worker per core. Returns the
-    options (changed in place).
-    """
-    runner = (options.view_as(StandardOptions).runner or "").split(".")[-1]
-    # The flags as given: an explicit value equal to the default still counts as a choice.
-    flags = getattr(options, "_flags", None) or []
-    chosen = {flag[2:].split("=")[0] for flag in flags if flag.startswith("--")}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (runner in LOCAL_RUNNERS and "direct_running_mode" not in chosen and (cores or 1) > 1
-            and input_bytes(reads) >= MULTI_PROCESS_MIN_BYTES):
-        direct = options.view_as(DirectOptions)
-        direct.direct_running_mode = "multi_processing"
-        if "direct_num_workers" not in chosen:
-            direct.direct_num_workers = cores
     return options
 
 
@@ -136,7 +94,6 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     """
     started = time.time()
     reads = preflight(config, overwrite)
-    options = use_local_cores(options, reads)
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)

@@ -13,8 +13,7 @@ through. Every row is written as a tf.Example to gzipped TFRecords.
 Runners (each one in its own subprocess, one after another, so that wall time and peak RSS
 belong to that run alone; the machine is not shared between them):
 
-  beam_pipeline  the project's CLI, `beam-pipeline preprocess`, with its defaults (the local
-                 runner, on every core for inputs of 64 MB or more)
+  beam_pipeline  the project's CLI, `beam-pipeline preprocess`, default (FnApiRunner) runner
   keras          Keras 3 preprocessing layers adapted on a tf.data CSV pipeline, then the
                  dataset mapped through them and written with tf.io.TFRecordWriter
   tft            tf.Transform as its documentation shows: CsvTFXIO, AnalyzeAndTransformDataset,

@@ -1,5 +1,6 @@
-"""Running on every core: the batched TFRecord sink, the multi-process runner choice, and
-a multi-process run that produces what the in-process run produces (with progress)."""
+"""The batched TFRecord sink, and a run on worker processes
+(`--direct_running_mode=multi_processing`) that produces what the in-process run produces,
+with progress reported from the workers."""
 
 import glob
 import json
@@ -10,10 +11,8 @@ import sys
 import apache_beam as beam
 import pytest
 import tensorflow as tf
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-from beam_pipeline import layout, preprocess, tfrecord_sink
-from beam_pipeline.sources import Read
+from beam_pipeline import layout, tfrecord_sink
 from tests.conftest import make_config, write_config
 
 
@@ -42,45 +41,6 @@ def test_sink_writes_gzipped_tfrecords_tensorflow_reads(tmp_path):
         assert f.read(2) == b"\x1f\x8b"  # a gzip stream
     got = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert sorted(got) == sorted(r for batch in batches for r in batch)
-
-
-# --------------------------------------------------------------------------- runner choice
-
-def _reads(tmp_path, size):
-    path = tmp_path / "input.csv"
-    path.write_bytes(b"x" * size)
-    return [Read(name="Input0", items=(str(path), ("nested", (str(path),))), reader=None,
-                 split=None, source=None)]
-
-
-def test_large_local_input_runs_on_every_core(tmp_path, monkeypatch):
-    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    assert preprocess.input_bytes(_reads(tmp_path, 1000)) == 1000  # each file counted once
-    options = preprocess.use_local_cores(preprocess.pipeline_options([]), _reads(tmp_path, 1000))
-    direct = options.view_as(DirectOptions)
-    assert (direct.direct_running_mode, direct.direct_num_workers) == ("multi_processing", 3)
-
-
-@pytest.mark.parametrize("args,size", [
-    ([], 999),                                           # small input: in this process
-    (["--direct_running_mode=in_memory"], 10**6),        # the user's choice stands
-    (["--runner=DataflowRunner"], 10**6),                # not a local runner
-])
-def test_runner_choice_left_alone(tmp_path, monkeypatch, args, size):
-    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    options = preprocess.use_local_cores(preprocess.pipeline_options(args),
-                                         _reads(tmp_path, size))
-    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
-
-
-def test_user_worker_count_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(preprocess, "MULTI_PROCESS_MIN_BYTES", 1000)
-    options = preprocess.use_local_cores(
-        PipelineOptions(["--runner=FnApiRunner", "--direct_num_workers=5"]),
-        _reads(tmp_path, 1000))
-    assert options.view_as(DirectOptions).direct_num_workers == 5
 
 
 # --------------------------------------------------------------------------- a real run
