@@ -17,13 +17,15 @@ import pyarrow.compute as pc
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
+from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 
 from beam_pipeline import layout, preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import sources
 from beam_pipeline.sources.dead_letter import REJECTED
 from beam_pipeline.sources.read import ReadSource
-from beam_pipeline.split import METRICS_NAMESPACE, SPLITS, SplitRecordBatches
+from beam_pipeline.split import (METRICS_NAMESPACE, SPLIT_COLUMN, SPLIT_FIELD, SPLITS,
+                                  RouteSplits, SplitRecordBatches, TagSplits)
 from beam_pipeline import features
 from beam_pipeline.statistics import TrainStatistics
 from beam_pipeline.tfrecord_sink import WriteRecordBatches
@@ -89,6 +91,12 @@ class Handles:
     rejected_prefix: str
 
 
+def _with_split_field(adapter_config):
+    """The raw layout plus the SPLIT_COLUMN that `TagSplits` appends last."""
+    return TensorAdapterConfig(adapter_config.arrow_schema.append(SPLIT_FIELD),
+                               adapter_config.tensor_representations)
+
+
 def _split(rows, name: str, read, split_args, emit=SPLITS, count=False):
     """A read's batches to its splits: the input's fixed split, or the hash rule."""
     return rows | f"Split{name}" >> beam.ParDo(SplitRecordBatches(
@@ -111,22 +119,19 @@ def _train_rows(pipeline, reads, split_args, progress_dir):
 
 
 def _all_rows(pipeline, reads, split_args, progress_dir):
-    """The transform read: ({split: rows} over every input, dead letters of every input)."""
-    by_split = {s: [] for s in SPLITS}
-    rejected = []
+    """The transform read: (every input's rows tagged with their split, dead letters)."""
+    tagged, rejected = [], []
     for read in reads:
         outputs = pipeline | f"Read{read.name}" >> ReadSource(read.items, read.reader,
                                                              count_rejects=True)
         rejected.append(outputs[REJECTED])
         rows = outputs.batches | f"Progress{read.name}" >> beam.ParDo(
             progress.CountRows("transform", progress_dir))
-        split = _split(rows, read.name, read, split_args, count=True)
-        for s in SPLITS:
-            by_split[s].append(split[s])
-    flat = {s: (parts[0] if len(parts) == 1 else parts | f"Flatten{s.capitalize()}" >> beam.Flatten())
-            for s, parts in by_split.items()}
+        tagged.append(rows | f"TagSplits{read.name}" >> beam.ParDo(
+            TagSplits(*split_args, count_rows=True, fixed=read.split)))
+    tagged = tagged[0] if len(tagged) == 1 else tagged | "FlattenTagged" >> beam.Flatten()
     rejected = rejected[0] if len(rejected) == 1 else rejected | "FlattenRejected" >> beam.Flatten()
-    return flat, rejected
+    return tagged, rejected
 
 
 @dataclasses.dataclass
@@ -245,11 +250,12 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
                                                adapter_config, preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-        splits, rejected = _all_rows(pipeline, reads, split_args,
-                                     layout.progress_dir(temp_dir))
+        tagged, rejected = _all_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir))
         # Column statistics from the transform read, which sees every span (the analysis
         # read skips the cached ones).
-        _ = (splits["train"]
+        raw_train = (tagged | "RouteRawSplits" >> beam.ParDo(RouteSplits()).with_outputs(
+            *SPLITS))["train"]
+        _ = (raw_train
              | "TrainStatistics" >> beam.CombineGlobally(statistics_for(config))
              | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteStatistics" >> beam.io.WriteToText(
@@ -258,12 +264,15 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
              | "WriteRejected" >> beam.io.WriteToText(
                  handles.rejected_prefix, file_name_suffix=layout.REJECTED_SUFFIX,
                  num_shards=1))
+        # One transform for both splits: the split travels as a passthrough column.
+        with tft_beam.Context(passthrough_keys={SPLIT_COLUMN}):
+            (transformed, transformed_metadata) = (
+                ((tagged, _with_split_field(adapter_config)), transform_fn)
+                | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
+        by_split = transformed | "RouteSplits" >> beam.ParDo(RouteSplits()).with_outputs(*SPLITS)
         for split in SPLITS:
             name = split.capitalize()
-            (transformed, transformed_metadata) = (
-                ((splits[split], adapter_config), transform_fn)
-                | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
-            _ = (transformed
+            _ = (by_split[split]
                  | f"Encode{name}" >> beam.ParDo(
                      EncodeExamples(transformed_metadata.schema, split, class_label))
                  | f"Write{name}" >> WriteRecordBatches(

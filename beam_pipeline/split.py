@@ -71,16 +71,55 @@ class SplitRecordBatches(beam.DoFn):
             self._counters = {name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
                               for name in ("rows_valid",) + tuple(f"rows_{s}" for s in SPLITS)}
 
-    def process(self, batch: pa.RecordBatch):
+    def _is_eval(self, batch: pa.RecordBatch) -> np.ndarray:
+        """Each row's split as a boolean (True: eval), counted when asked."""
         if self._fixed is None:
             is_eval = eval_mask(batch, self._key, self._eval_fraction)
         else:  # the input decides: every row to its split
             is_eval = np.full(batch.num_rows, self._fixed == "eval")
         if self._count_rows:
             self._counters["rows_valid"].inc(batch.num_rows)
+            evals = int(is_eval.sum())
+            self._counters["rows_eval"].inc(evals)
+            self._counters["rows_train"].inc(batch.num_rows - evals)
+        return is_eval
+
+    def process(self, batch: pa.RecordBatch):
+        is_eval = self._is_eval(batch)
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):
-            count = int(mask.sum())
-            if self._count_rows:
-                self._counters[f"rows_{split}"].inc(count)
-            if split in self._emit and count:
+            if split in self._emit and mask.any():
                 yield beam.pvalue.TaggedOutput(split, batch.filter(pa.array(mask)))
+
+
+# The column `TagSplits` adds: each row's split as [0] (train) or [1] (eval), a list
+# column as tf.Transform's passthrough columns must be.
+SPLIT_COLUMN = "__beam_pipeline_split__"
+SPLIT_FIELD = pa.field(SPLIT_COLUMN, pa.large_list(pa.int8()))
+
+
+class TagSplits(SplitRecordBatches):
+    """Appends SPLIT_COLUMN to each record batch instead of routing its rows, so one
+    transform serves both splits (the column passes through tf.Transform untouched)."""
+
+    def process(self, batch: pa.RecordBatch):
+        is_eval = self._is_eval(batch).astype(np.int8)
+        tags = pa.LargeListArray.from_arrays(
+            pa.array(np.arange(batch.num_rows + 1, dtype=np.int64)), pa.array(is_eval))
+        yield batch.append_column(SPLIT_FIELD, tags)
+
+
+class RouteSplits(beam.DoFn):
+    """Tagged record batches -> `train` / `eval` outputs, without SPLIT_COLUMN.
+
+    Takes plain batches or tf.Transform's `(batch, passthrough)` pairs; yields the same kind.
+    """
+
+    def process(self, element):
+        batch, rest = (element, None) if isinstance(element, pa.RecordBatch) else element
+        index = batch.schema.get_field_index(SPLIT_COLUMN)
+        is_eval = pc.list_flatten(batch.column(index)).to_numpy().astype(bool)
+        batch = batch.remove_column(index)
+        for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+            if mask.any():
+                part = batch if mask.all() else batch.filter(pa.array(mask))
+                yield beam.pvalue.TaggedOutput(split, part if rest is None else (part, rest))

@@ -24,8 +24,9 @@ belong to that run alone; the machine is not shared between them):
 For each --rows N the data (8 CSV shards, scripts/make_data.py) is reused from
 WORKDIR/data_N, or generated there. Results are printed
 as a table per size and written to WORKDIR/results.json. After the runs an untimed check
-compares beam_pipeline's cat_mid and int_cat vocabularies with counts computed by pyarrow on
-the same train split, and reports how far its f_normal mean is from the exact one.
+compares beam_pipeline's cat_mid, cat_big, int_cat and text (top 10,000) vocabularies, with
+their counts, to pyarrow's on the same train split, and reports how far its f_normal mean is
+from the exact one.
 
 Not identical work, by design of each tool: beam_pipeline splits train/eval and learns its
 statistics on train only (it still transforms and writes every row, into two splits); the
@@ -388,9 +389,15 @@ def check_main(rows, workdir):
     train = t.filter(pa.array(buckets >= 2000))
     result = {"train_rows": train.num_rows,
               "beam_train_rows": summary["rows"]["split"]["train"], "vocabularies": {}}
-    for name in ("cat_mid", "int_cat"):
+    train_tokens = pc.ascii_split_whitespace(pc.replace_substring_regex(
+        pc.utf8_lower(train["text"]), STRIP_REGEX, "")).combine_chunks().flatten()
+    references = {"cat_mid": lambda: sorted_counts(train["cat_mid"]),
+                  "cat_big": lambda: sorted_counts(train["cat_big"]),
+                  "int_cat": lambda: sorted_counts(train["int_cat"]),
+                  "text": lambda: sorted_counts(train_tokens, TEXT_TOP_K)}
+    for name, reference in references.items():
         got = read_assets_vocabulary(output, name, integer=name == "int_cat")
-        want = sorted_counts(train[name])
+        want = reference()
         first_diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
         result["vocabularies"][name] = {
             "match": got == want, "entries": len(got), "reference_entries": len(want),

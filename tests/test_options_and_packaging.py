@@ -51,8 +51,8 @@ def test_pipeline_builds_for_dataflow_without_submitting(csv_dir, tmp_path):
 
     p.visit(Collect())
     assert type(p.runner).__name__ == "DataflowRunner"
-    for label in ("ReadInputForAnalysis", "Analyze", "ReadInput", "WriteRejected", "TransformTrain",
-                  "TransformEval", "WriteTrain", "WriteEval", "TrainStatistics"):
+    for label in ("ReadInputForAnalysis", "Analyze", "ReadInput", "WriteRejected", "Transform",
+                  "RouteSplits", "WriteTrain", "WriteEval", "TrainStatistics"):
         assert label in labels, label
     assert not os.path.exists(tmp_path / "out"), "nothing may run or be written"
 
