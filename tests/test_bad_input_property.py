@@ -7,10 +7,12 @@ reader inside the pipeline.
 
 import io
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline.config import Column
+from beam_pipeline.sources import csv_records
 from beam_pipeline.sources.csv_records import read_records
 from beam_pipeline.sources.csv_values import to_record_batch
 
@@ -116,3 +118,41 @@ def test_no_valid_row_is_lost_or_changed_and_counts_add_up(sample):
         assert by_id.get(i) and _expected(i) in by_id[i], i  # kept, values unchanged
     for reject in rejects:
         assert reject.reason and reject.line >= 2 and reject.raw is not None
+
+
+def _read_with(data, block_bytes, fast):
+    """`_read` with small blocks, the whole-block fast path on or off; also returns
+    how many blocks took the fast path."""
+    taken = []
+
+    def clean(*args):
+        ok = fast and original(*args)
+        taken.append(ok)
+        return ok
+
+    original = csv_records._clean
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csv_records, "BLOCK_BYTES", block_bytes)
+        patch.setattr(csv_records, "_clean", clean)
+        rows, rejects = _read(data)
+    return rows, [(r.line, r.reason, r.detail, r.raw) for r in rejects], sum(taken)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corrupted_files(), st.integers(8, 600))
+def test_whole_block_fast_path_reads_what_the_line_path_reads(sample, block_bytes):
+    data, _, _ = sample
+    fast_rows, fast_rejects, _ = _read_with(data, block_bytes, fast=True)
+    slow_rows, slow_rejects, _ = _read_with(data, block_bytes, fast=False)
+    assert fast_rows == slow_rows
+    # Chunks end at other records, so rejects may come in another order; none may differ.
+    assert sorted(fast_rejects) == sorted(slow_rejects)
+
+
+def test_fast_path_is_taken_on_clean_blocks_and_keeps_line_numbers():
+    data = b"id,x,n,city,tags\n" + b"".join(line + b"\n" for line in CLEAN[:30]) + \
+        b"1,2,3\n" + b"".join(line + b"\n" for line in CLEAN[30:])
+    rows, rejects, fast_blocks = _read_with(data, 200, fast=True)
+    assert fast_blocks > 0
+    assert [r[:2] for r in rejects] == [(32, "wrong_field_count")]
+    assert [row["id"][0] for row in rows] == list(range(ROWS))
