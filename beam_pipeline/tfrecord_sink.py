@@ -3,8 +3,10 @@
 `beam.io.WriteToTFRecord` takes one record per element and compresses at zlib's default
 level. For a million rows the per-element work of the Beam runtime and the compression
 each cost more than the rows' encoding. This sink takes the list of serialized examples
-of one record batch as an element, frames them as TFRecords (length, masked CRC32C,
-data, masked CRC32C), and compresses each batch with one zlib call. Files are written and
+of one record batch as an element and writes it with TensorFlow's C++ TFRecord writer
+(local and gs:// paths, about twice as fast as framing in Python), or, on file systems
+TensorFlow cannot write, frames the records here (length, masked CRC32C, data, masked
+CRC32C) and compresses each batch with one zlib call. Files are written and
 finalized by Beam's `FileBasedSink`, as WriteToTFRecord's are (temporary files, renamed
 to `<prefix>-SSSSS-of-NNNNN<suffix>` once every bundle succeeded), and read by
 `tf.data.TFRecordDataset(..., compression_type="GZIP")` like any others.
@@ -46,12 +48,34 @@ class _GzipFile:
         self._raw = raw
         self._zip = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
 
-    def write(self, data: bytes) -> None:
-        self._raw.write(self._zip.compress(data))
+    def write_records(self, records: List[bytes]) -> None:
+        self._raw.write(self._zip.compress(frame(records)))
 
     def close(self) -> None:
         self._raw.write(self._zip.flush())
         self._raw.close()
+
+
+class _TensorFlowFile:
+    """TensorFlow's TFRecord writer behind the same write(records)/close() calls."""
+
+    def __init__(self, path: str, level: int):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        self._writer = tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(
+            compression_type="GZIP", compression_level=level))
+
+    def write_records(self, records: List[bytes]) -> None:
+        write = self._writer.write
+        for record in records:
+            write(record)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def tensorflow_can_write(path: str) -> bool:
+    """Whether TensorFlow's own file system layer writes `path` (local files, gs://)."""
+    return "://" not in path or path.startswith("gs://")
 
 
 class _RecordBatchSink(filebasedsink.FileBasedSink):
@@ -64,10 +88,12 @@ class _RecordBatchSink(filebasedsink.FileBasedSink):
         self._level = level
 
     def open(self, temp_path):
+        if tensorflow_can_write(temp_path):
+            return _TensorFlowFile(temp_path, self._level)
         return _GzipFile(super().open(temp_path), self._level)
 
     def write_record(self, file_handle, value):
-        file_handle.write(frame(value))
+        file_handle.write_records(value)
 
 
 class WriteRecordBatches(beam.PTransform):

@@ -28,7 +28,10 @@ def test_framing_is_tensorflows(tmp_path):
         assert tfrecord_sink.frame(records) == f.read()
 
 
-def test_sink_writes_gzipped_tfrecords_tensorflow_reads(tmp_path):
+@pytest.mark.parametrize("tensorflow_writes", [True, False])
+def test_sink_writes_gzipped_tfrecords_tensorflow_reads(tmp_path, monkeypatch, tensorflow_writes):
+    """Both writers: TensorFlow's (local, gs://) and the Python framing (other file systems)."""
+    monkeypatch.setattr(tfrecord_sink, "tensorflow_can_write", lambda path: tensorflow_writes)
     batches = [[f"row {b}-{i}".encode() for i in range(n)] for b, n in enumerate([3, 0, 50, 1])]
     prefix = str(tmp_path / "data" / "part")
     with beam.Pipeline(runner="FnApiRunner") as p:
