@@ -16,8 +16,8 @@ rejected records (see `rejects`), 4 a refresh blocked by drift (see `drift`).
 """
 
 import argparse
-import os
 import logging
+import os
 import sys
 
 # TensorFlow's C++ start-up chatter hides the summary; users can set their own level.
@@ -173,5 +173,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def entry_point() -> None:
+    """The console script: `main`, then an exit that skips interpreter teardown.
+
+    By then every output is written and closed; tearing down TensorFlow's and Beam's
+    threads and native objects would add about 1.7 s to each command for nothing.
+    Exceptions and --help exits still leave the normal way.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()
