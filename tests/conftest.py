@@ -96,14 +96,18 @@ def pipeline_run(csv_dir, tmp_path_factory):
     return config, summary
 
 
-@pytest.fixture(scope="session")
-def cli_run(csv_dir, tmp_path_factory):
-    """The same job through the installed console script, in a subprocess."""
-    root = tmp_path_factory.mktemp("cli")
+def run_preprocess_cli(csv_dir, root, *beam_args):
+    """The conftest job through the installed console script, in a subprocess, with
+    progress every 0.2 s; returns (completed process, output folder)."""
     out = str(root / "out")
     path = write_config(root / "config.yaml", make_config(csv_dir, out))
     exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
-    proc = subprocess.run([exe, "preprocess", "--config", path, "--progress-interval", "0.2"],
-                          capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([exe, "preprocess", "--config", path, "--progress-interval", "0.2",
+                           *beam_args], capture_output=True, text=True, timeout=600)
     return proc, out
+
+
+@pytest.fixture(scope="session")
+def cli_run(csv_dir, tmp_path_factory):
+    """The same job through the installed console script, in a subprocess."""
+    return run_preprocess_cli(csv_dir, tmp_path_factory.mktemp("cli"))

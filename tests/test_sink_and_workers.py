@@ -5,15 +5,13 @@ with progress reported from the workers."""
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import apache_beam as beam
 import pytest
 import tensorflow as tf
 
 from beam_pipeline import layout, tfrecord_sink
-from tests.conftest import make_config, write_config
+from tests.conftest import run_preprocess_cli
 
 
 # --------------------------------------------------------------------------- the sink
@@ -51,13 +49,9 @@ def test_sink_writes_gzipped_tfrecords_tensorflow_reads(tmp_path, monkeypatch, t
 @pytest.fixture(scope="module")
 def multi_process_run(csv_dir, tmp_path_factory):
     """The conftest job through the CLI on two worker processes."""
-    root = tmp_path_factory.mktemp("multi")
-    out = str(root / "out")
-    path = write_config(root / "config.yaml", make_config(csv_dir, out))
-    exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
-    proc = subprocess.run([exe, "preprocess", "--config", path, "--progress-interval", "0.2",
-                           "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-                          capture_output=True, text=True, timeout=600)
+    proc, out = run_preprocess_cli(csv_dir, tmp_path_factory.mktemp("multi"),
+                                   "--direct_running_mode=multi_processing",
+                                   "--direct_num_workers=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, out
 
