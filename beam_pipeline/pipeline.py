@@ -253,8 +253,8 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
         tagged, rejected = _all_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir))
         # Column statistics from the transform read, which sees every span (the analysis
         # read skips the cached ones).
-        raw_train = (tagged | "RouteRawSplits" >> beam.ParDo(RouteSplits()).with_outputs(
-            *SPLITS))["train"]
+        raw_train = (tagged | "RouteRawTrain" >> beam.ParDo(RouteSplits(emit=("train",)))
+                     .with_outputs("train"))["train"]
         _ = (raw_train
              | "TrainStatistics" >> beam.CombineGlobally(statistics_for(config))
              | "StatisticsToJson" >> beam.Map(json.dumps, sort_keys=True)

@@ -85,10 +85,15 @@ class SplitRecordBatches(beam.DoFn):
         return is_eval
 
     def process(self, batch: pa.RecordBatch):
-        is_eval = self._is_eval(batch)
-        for split, mask in (("train", ~is_eval), ("eval", is_eval)):
-            if split in self._emit and mask.any():
-                yield beam.pvalue.TaggedOutput(split, batch.filter(pa.array(mask)))
+        for split, part in _parts(batch, self._is_eval(batch), self._emit):
+            yield beam.pvalue.TaggedOutput(split, part)
+
+
+def _parts(batch: pa.RecordBatch, is_eval: np.ndarray, emit: Iterable[str]):
+    """(split, the batch's rows of that split) for each split in `emit` that has rows."""
+    for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+        if split in emit and mask.any():
+            yield split, batch if mask.all() else batch.filter(pa.array(mask))
 
 
 # The column `TagSplits` adds: each row's split as [0] (train) or [1] (eval), a list
@@ -109,17 +114,18 @@ class TagSplits(SplitRecordBatches):
 
 
 class RouteSplits(beam.DoFn):
-    """Tagged record batches -> `train` / `eval` outputs, without SPLIT_COLUMN.
+    """Tagged record batches -> `train` / `eval` outputs (those in `emit`), without
+    SPLIT_COLUMN.
 
     Takes plain batches or tf.Transform's `(batch, passthrough)` pairs; yields the same kind.
     """
+
+    def __init__(self, emit: Iterable[str] = SPLITS):
+        self._emit = tuple(emit)
 
     def process(self, element):
         batch, rest = (element, None) if isinstance(element, pa.RecordBatch) else element
         index = batch.schema.get_field_index(SPLIT_COLUMN)
         is_eval = pc.list_flatten(batch.column(index)).to_numpy().astype(bool)
-        batch = batch.remove_column(index)
-        for split, mask in (("train", ~is_eval), ("eval", is_eval)):
-            if mask.any():
-                part = batch if mask.all() else batch.filter(pa.array(mask))
-                yield beam.pvalue.TaggedOutput(split, part if rest is None else (part, rest))
+        for split, part in _parts(batch.remove_column(index), is_eval, self._emit):
+            yield beam.pvalue.TaggedOutput(split, part if rest is None else (part, rest))
