@@ -12,6 +12,7 @@
 """
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 DATA_SUFFIX = ".tfrecord.gz"
 REJECTED_SUFFIX = ".jsonl"
@@ -51,6 +52,11 @@ def raw_metadata_dir(out: str) -> str:
 
 def run_summary_path(out: str) -> str:
     return FileSystems.join(out, RUN_SUMMARY)
+
+
+def is_local(path: str) -> bool:
+    """Whether `path` is on this machine's file system (not gs:// or another store)."""
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
 
 
 def temp_dir(out: str) -> str:

@@ -182,7 +182,7 @@ def _move_tree(source: str, target: str) -> None:
     files = [m.path for m in FileSystems.match([FileSystems.join(source, "**")])[0].metadata_list]
     targets = [FileSystems.join(target, os.path.relpath(f, source)) for f in files]
     for folder in sorted({t.rsplit("/", 1)[0] for t in targets}):
-        if "://" not in folder and not FileSystems.exists(folder):
+        if layout.is_local(folder) and not FileSystems.exists(folder):
             os.makedirs(folder, exist_ok=True)
     FileSystems.rename(files, targets)
 

@@ -35,7 +35,7 @@ def pipeline_options(beam_args) -> PipelineOptions:
 def check_output(out: str, overwrite: bool) -> None:
     """Fails if the output folder already has content (unless told to replace it), or if
     a local output folder cannot be written."""
-    if "://" not in out:
+    if layout.is_local(out):
         existing = out
         while existing and not os.path.exists(existing):
             existing = os.path.dirname(existing)

@@ -20,6 +20,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipeline import layout
+
 STAGES = ("analyze", "transform")
 _SAMPLE_BYTES = 1 << 20
 _WRITE_EVERY_SECONDS = 0.5
@@ -37,7 +39,7 @@ class CountRows(beam.DoFn):
         self._written_at = 0.0
         # One file per DoFn instance: instances in several processes never share a file.
         self._path = (os.path.join(self._directory, f"{self._stage}-{os.getpid()}-{id(self)}")
-                      if self._directory and "://" not in self._directory else None)
+                      if self._directory and layout.is_local(self._directory) else None)
 
     def process(self, batch):
         self._rows += batch.num_rows

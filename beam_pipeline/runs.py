@@ -29,7 +29,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
+
+from beam_pipeline import layout
 
 RUNS = "runs"
 LATEST = "LATEST"
@@ -125,13 +126,9 @@ def latest_path(root: str) -> str:
 
 # ---- small-file I/O -------------------------------------------------------------------
 
-def _is_local(path: str) -> bool:
-    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
-
-
 def _write_atomically(path: str, data: bytes) -> None:
     """Replaces the file at `path` so a reader sees the old or the new bytes, never a mix."""
-    if not _is_local(path):
+    if not layout.is_local(path):
         # An object store publishes an object only when its upload completes.
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(data)
@@ -193,7 +190,7 @@ def read_manifest(run_dir: str) -> Optional[Dict]:  # pylint: disable=redefined-
 def _all_runs(root: str) -> List[str]:
     """Ids of every run folder under ROOT/runs, complete or not, sorted oldest first."""
     base = runs_dir(root)
-    if _is_local(base):
+    if layout.is_local(base):
         # Listing files would miss a run folder that was created but is still empty.
         names = [e.name for e in os.scandir(base) if e.is_dir()] if os.path.isdir(base) else []
     else:
@@ -290,7 +287,7 @@ def _delete_run(root: str, rid: str) -> None:
     manifest = manifest_path(folder)
     if FileSystems.exists(manifest):
         FileSystems.delete([manifest])
-    if _is_local(folder):
+    if layout.is_local(folder):
         FileSystems.delete([folder])  # recursive (and the folder itself)
         return
     paths = _matching(folder.rstrip("/") + "/**")
@@ -313,7 +310,7 @@ def clean_debris(root: str, keep: Iterable[str] = ()) -> List[str]:
 def _remove_stale_temp_files(root: str) -> None:
     # A writer killed between writing its temp file and renaming it leaves the temp file
     # next to LATEST (local only). Old ones only: a young one may be a live writer's.
-    if not _is_local(root):
+    if not layout.is_local(root):
         return
     cutoff = time.time() - _STALE_TMP_SECONDS
     for meta in FileSystems.match([latest_path(root) + _TMP + "*"])[0].metadata_list:

@@ -12,6 +12,8 @@ from typing import Any, Callable, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipeline import layout
+
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS, Input
 
 
@@ -59,7 +61,7 @@ def plan(config: Config) -> List[Read]:
         files = matching_files(item.file_pattern)
         if not files:
             raise ConfigError(f"{where}.file_pattern: no file matches {item.file_pattern!r}")
-        unreadable = [p for p in files if "://" not in p and not os.access(p, os.R_OK)]
+        unreadable = [p for p in files if layout.is_local(p) and not os.access(p, os.R_OK)]
         if unreadable:
             raise ConfigError(f"{where}.file_pattern: no permission to read {unreadable[0]}"
                               + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1
