@@ -17,6 +17,7 @@ from beam_pipeline import features
 
 COLUMN_TYPES = ("float", "int", "string")
 LABEL_KINDS = ("passthrough", "string_lookup")
+MISSING_LABEL = "missing_label"  # the reason a row without its label is set aside
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,7 @@ class Column:
     separator: Optional[str] = None  # set: a cell holds several values, e.g. "a|b|c"
     length: Optional[int] = None  # with separator: a vector of exactly this many positions
     required: bool = False  # a row with this cell empty is rejected
+    missing_reason: str = "missing_required"  # the dead letter's reason when it is
 
     @property
     def read_type(self) -> str:
@@ -319,11 +321,13 @@ def _check_column(name: str, columns, where: str, types=COLUMN_TYPES) -> Column:
     return match[0]
 
 
-def _parse_label(raw, columns) -> Optional[features.Label]:
+def _parse_label(raw, columns) -> Tuple[Optional[features.Label], Tuple[Column, ...]]:
+    """The label, and the columns with the label's marked required (unless it has a
+    `fill_value`): a training row without its label is a dead letter, never a guess."""
     section = _section(raw, "label", required=False)
     if not section:
-        return None
-    _check_keys(section, ("column", "kind"), "label")
+        return None, columns
+    _check_keys(section, ("column", "kind", "fill_value"), "label")
     name = _take(section, "column", "label", str)
     kind = _take(section, "kind", "label", str, "passthrough")
     if kind not in LABEL_KINDS:
@@ -332,14 +336,27 @@ def _parse_label(raw, columns) -> Optional[features.Label]:
     column = _check_column(name, columns, "label.column", types)
     if column.separator:
         raise ConfigError(f"label.column: {name!r} is multivalent; a label needs one value")
-    return features.Label(name=name, column=name, column_type=column.type, kind=kind)
+    fill_value = section.get("fill_value")
+    if fill_value is not None:
+        expected = {"string": str, "int": int, "float": (int, float)}[column.type]
+        if not isinstance(fill_value, expected) or isinstance(fill_value, bool):
+            raise ConfigError(f"label.fill_value: expected a {column.type} value for column "
+                              f"{name!r}, got {fill_value!r}")
+    else:
+        marked = dataclasses.replace(column, required=True, missing_reason=MISSING_LABEL)
+        columns = tuple(marked if c.name == name else c for c in columns)
+    label = features.Label(name=name, column=name, column_type=column.type, kind=kind,
+                           fill_value=fill_value)
+    return label, columns
 
 
-def _parse_split(raw, columns) -> Split:
+def _parse_split(raw, columns, inputs) -> Split:
     section = _section(raw, "split", required=False)
     _check_keys(section, ("eval_fraction", "key"), "split")
+    # A folder's rows are hashed by their file's path (its bytes could be megabytes).
+    default_key = "path" if inputs[0].format in FOLDER_FORMATS else None
     split = Split(eval_fraction=_take(section, "eval_fraction", "split", float, 0.2),
-                  key=_take(section, "key", "split", str, None))
+                  key=_take(section, "key", "split", str, default_key))
     if not 0.0 <= split.eval_fraction < 1.0:
         raise ConfigError(
             f"split.eval_fraction: expected a number in [0, 1), got {split.eval_fraction}")
@@ -443,7 +460,7 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
         columns = folder_columns(inputs[0].format)
     else:
         columns = _parse_columns(raw)
-    label = _parse_label(raw, columns)
+    label, columns = _parse_label(raw, columns)
     preprocessing_fn = raw.get("preprocessing_fn")
     if preprocessing_fn is not None and (
             not isinstance(preprocessing_fn, str) or ":" not in preprocessing_fn):
@@ -458,7 +475,7 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
     if preprocessing_fn and not _is_url(preprocessing_fn) and ".py:" in preprocessing_fn:
         preprocessing_fn = _resolve(preprocessing_fn, base_dir)
     return Config(path=path, inputs=inputs, columns=columns,
-                  label=label, split=_parse_split(raw, columns), features=feats,
+                  label=label, split=_parse_split(raw, columns, inputs), features=feats,
                   output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn,
                   model=ModelConfig.from_raw(_section(raw, "model", required=False)),
                   refresh=_parse_refresh(raw))

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 SPLITS = ("train", "eval")
 HASH_BUCKETS = 10_000
+KEY_SEPARATOR = b"\x1f"  # joins a row's values when no split key is set
 METRICS_NAMESPACE = "beam_pipeline"
 
 
@@ -37,8 +38,12 @@ def _key_bytes(batch: pa.RecordBatch, key: Optional[str]) -> np.ndarray:
     names = [key] if key else batch.schema.names
     parts = [_first_values_as_text(batch.column(batch.schema.get_field_index(n)))
              for n in names]
-    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, b"\x1f")
-    return joined.to_numpy(zero_copy_only=False)
+    if len(parts) == 1:
+        return parts[0].to_numpy(zero_copy_only=False)
+    # The separator must have the parts' type: a plain b"\x1f" is `binary`, which
+    # pyarrow's kernel does not match with `large_binary` parts.
+    separator = pa.scalar(KEY_SEPARATOR, pa.large_binary())
+    return pc.binary_join_element_wise(*parts, separator).to_numpy(zero_copy_only=False)
 
 
 def eval_mask(batch: pa.RecordBatch, key: Optional[str], eval_fraction: float) -> np.ndarray:

@@ -12,10 +12,15 @@ from beam_pipeline.features.base import Feature, densify
 class Label(Feature):
     """The label column, written under its own name.
 
-    kind "passthrough": an int column stays int64, a float column float32 (missing: 0).
+    kind "passthrough": an int column stays int64, a float column float32.
     kind "string_lookup": classes get ids 0..C-1 in count-descending order (ties:
-    bytes descending), as `keras.layers.StringLookup(num_oov_indices=0)` would give;
-    a class not seen in the train split gets -1.
+    bytes descending), as `keras.layers.StringLookup(num_oov_indices=0)` would give.
+
+    A row without a label never gets here: the readers set it aside as `missing_label`,
+    unless the config gives `label.fill_value`, which then stands in for it (and, for
+    string_lookup, counts as a class). An eval row whose class no train row has is set
+    aside as `unseen_label` before the transform (see `sources.label_classes`), so every
+    written class id is in 0..C-1.
     """
 
     kind: str = "passthrough"
@@ -24,10 +29,15 @@ class Label(Feature):
         raw = inputs[self.column]
         if self.kind == "passthrough":
             dtype = tf.float32 if self.column_type == "float" else tf.int64
-            return {self.name: densify(tf.cast(raw, dtype), tf.constant(0, dtype))}
-        vocab = vocabulary.learn(raw, self.name, top_k=None, min_frequency=None)
-        missing = "" if raw.dtype == tf.string else -1
-        return {self.name: vocabulary.apply(densify(raw, missing), vocab, self.name)}
+            fill = 0 if self.fill_value is None else self.fill_value
+            return {self.name: densify(tf.cast(raw, dtype), tf.constant(fill, dtype))}
+        if self.fill_value is None:
+            vocab = vocabulary.learn(raw, self.name, top_k=None, min_frequency=None)
+            missing = "" if raw.dtype == tf.string else -1
+            return {self.name: vocabulary.apply(densify(raw, missing), vocab, self.name)}
+        dense = densify(raw, self.fill_value)
+        vocab = vocabulary.learn(dense, self.name, top_k=None, min_frequency=None)
+        return {self.name: vocabulary.apply(dense, vocab, self.name)}
 
     def vocabulary_names(self):
         return (self.name,) if self.kind == "string_lookup" else ()

@@ -108,7 +108,7 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
             bad = bad | ~finite
         reasons = (("bad_" + column.read_type, bad),)
         if getattr(column, "required", False):
-            reasons += (("missing_required", missing & ~bad),)
+            reasons += ((column.missing_reason, missing & ~bad),)
         for reason, mask in reasons:
             for i in np.flatnonzero(mask & ~bad_any):
                 value = values[int(i)].as_py().decode("utf-8", "backslashreplace")
@@ -123,6 +123,8 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
 
 
 def _describe(reason: str, value: str, column) -> str:
+    if reason == "missing_label":
+        return "the label is missing (a training row needs one; label.fill_value opts out)"
     if reason == "missing_required":
         return "a required value is missing"
     if reason == "bad_float" and value.strip():
