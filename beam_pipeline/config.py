@@ -63,6 +63,7 @@ class Input:
     header: bool = True
     delimiter: str = ","
     non_finite: str = "missing"  # NaN/inf in a number column: a missing value, or a reject
+    max_record_bytes: int = 64 << 20  # a longer record is a record_too_large dead letter
     # folders (Keras's loader options)
     class_names: Optional[Tuple[str, ...]] = None
     follow_links: bool = False
@@ -210,7 +211,7 @@ def _section(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping
 
 
 FORMAT_KEYS = {
-    "csv": ("file_pattern", "header", "delimiter", "non_finite"),
+    "csv": ("file_pattern", "header", "delimiter", "non_finite", "max_record_bytes"),
     "tfrecord": ("file_pattern",),
     "parquet": ("file_pattern",),
     "text_directory": ("directory", "class_names", "follow_links", "validation_split", "seed",
@@ -233,7 +234,7 @@ def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> I
     for key, expected in (("header", bool), ("delimiter", str), ("non_finite", str),
                           ("max_rejected_fraction", float), ("split", str),
                           ("follow_links", bool), ("validation_split", float), ("seed", int),
-                          ("max_length", int)):
+                          ("max_length", int), ("max_record_bytes", int)):
         if key in options:
             options[key] = _take(section, key, where, expected)
     if "class_names" in options:
@@ -250,13 +251,14 @@ def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> I
         "validation_split": item.validation_split is not None and (
             not 0 < item.validation_split < 1 or item.seed is None or item.split is not None),
         "max_length": item.max_length is not None and item.max_length < 1,
+        "max_record_bytes": item.max_record_bytes < 1,
     }
     hints = {
         "delimiter": "one character", "non_finite": f"one of {NON_FINITE}",
         "max_rejected_fraction": "a number in [0, 1]", "split": "train or eval",
         "validation_split": "a number in (0, 1) with a seed (Keras needs one to shuffle), "
                             "and no split",
-        "max_length": "a positive integer",
+        "max_length": "a positive integer", "max_record_bytes": "a positive integer",
     }
     for key, bad in problems.items():
         if bad:
