@@ -23,6 +23,7 @@ from beam_pipeline import layout, preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import sources
 from beam_pipeline.sources.dead_letter import REJECTED
+from beam_pipeline.sources.label_classes import LabelClasses
 from beam_pipeline.sources.read import ReadSource
 from beam_pipeline.split import (METRICS_NAMESPACE, SPLIT_COLUMN, SPLIT_FIELD, SPLITS,
                                   RouteSplits, SplitRecordBatches, TagSplits)
@@ -118,12 +119,22 @@ def _train_rows(pipeline, reads, split_args, progress_dir):
     return parts[0] if len(parts) == 1 else parts | "FlattenForAnalysis" >> beam.Flatten()
 
 
-def _all_rows(pipeline, reads, split_args, progress_dir):
+def _label_classes(config: Config):
+    """The check of a class label's values against the learned classes, or None."""
+    label = config.label
+    if label is None or label.kind != "string_lookup" or config.preprocessing_fn:
+        return None
+    return LabelClasses(label.column, label.column_type == "int", label.name)
+
+
+def _all_rows(pipeline, reads, split_args, progress_dir, label_classes=None,
+              transform_fn_dir=None):
     """The transform read: (every input's rows tagged with their split, dead letters)."""
     tagged, rejected = [], []
     for read in reads:
-        outputs = pipeline | f"Read{read.name}" >> ReadSource(read.items, read.reader,
-                                                             count_rejects=True)
+        outputs = pipeline | f"Read{read.name}" >> ReadSource(
+            read.items, read.reader, count_rejects=True, label_classes=label_classes,
+            transform_fn_dir=transform_fn_dir)
         rejected.append(outputs[REJECTED])
         rows = outputs.batches | f"Progress{read.name}" >> beam.ParDo(
             progress.CountRows("transform", progress_dir))
@@ -250,7 +261,8 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
                                                adapter_config, preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-        tagged, rejected = _all_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir))
+        tagged, rejected = _all_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir),
+                                     _label_classes(config), transform_fn[0])
         # Column statistics from the transform read, which sees every span (the analysis
         # read skips the cached ones).
         raw_train = (tagged | "RouteRawTrain" >> beam.ParDo(RouteSplits(emit=("train",)))

@@ -5,7 +5,7 @@ TensorAdapterConfig serves every source and tf.Transform sees `[batch, 1]` VarLe
 sparse tensors whatever the input format.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -34,3 +34,28 @@ def record_batch(columns: Sequence, values: Dict[str, pa.Array],
             array = pc.if_else(pc.is_nan(array), pa.nulls(len(array), array.type), array)
         arrays.append(list_column(array, keep))
     return pa.RecordBatch.from_arrays(arrays, [c.name for c in columns])
+
+
+def missing_required(columns: Sequence, values: Dict[str, pa.Array]) -> List[Tuple[int, object]]:
+    """(row index, first required Column it lacks) for each row of flat typed `values`
+    that has no value in a required column (the label, unless it has a fill value).
+
+    A NaN is missing here too, as in `record_batch`.
+    """
+    missing = {}
+    for column in columns:
+        if not getattr(column, "required", False):
+            continue
+        array = values[column.name]
+        absent = pc.is_null(array, nan_is_null=True).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(absent):
+            missing.setdefault(int(i), column)
+    return sorted(missing.items())
+
+
+def describe_missing(column) -> str:
+    """The dead letter's detail for a row without a value in the required `column`."""
+    if column.missing_reason == "missing_label":
+        return (f"column {column.name!r}: the label is missing (a training row needs one; "
+                "label.fill_value opts out)")
+    return f"column {column.name!r}: a required value is missing"

@@ -6,8 +6,10 @@ give rows of this schema: the whole file becomes one dead-letter entry that coun
 its rows, and the other files carry on.
 """
 
+import json
 from typing import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -57,7 +59,19 @@ class ParquetReader:
                                     str(parquet.schema_arrow).encode(), rows=max(rows, 1))]
                 return
             names = [c.name for c in self._columns]
+            first_row = 1
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=names):
                 values = {c.name: batch.column(batch.schema.get_field_index(c.name))
                           for c in self._columns}
-                yield batches.record_batch(self._columns, values), []
+                missing = batches.missing_required(self._columns, values)
+                keep = None
+                if missing:
+                    keep = np.ones(batch.num_rows, bool)
+                    keep[[i for i, _ in missing]] = False
+                rejects = [Reject(path, first_row + i, column.missing_reason,
+                                  batches.describe_missing(column),
+                                  json.dumps(batch.slice(i, 1).to_pylist()[0], default=str,
+                                             ensure_ascii=False).encode())
+                           for i, column in missing]
+                first_row += batch.num_rows
+                yield batches.record_batch(self._columns, values, keep), rejects

@@ -21,12 +21,18 @@ Reader = Callable[[Any], Iterator[Tuple[Optional[pa.RecordBatch], List[Reject]]]
 
 
 class _Read(beam.DoFn):
-    def __init__(self, reader: Reader, count: bool):
+    def __init__(self, reader: Reader, count: bool, label_classes=None):
         self._reader = reader
         self._count = count
+        self._label_classes = label_classes
 
-    def process(self, item):
+    def process(self, item, transform_fn_dir=None):
+        if self._label_classes is not None:
+            self._label_classes.load(transform_fn_dir)
         for batch, rejects in self._reader(item):
+            if self._label_classes is not None and batch is not None and batch.num_rows:
+                batch, unseen = self._label_classes.set_aside(batch, _file_of(item))
+                rejects = rejects + unseen
             if batch is not None and batch.num_rows:
                 yield batch
             for reject in rejects:
@@ -46,17 +52,34 @@ class ReadSource(beam.PTransform):
       reader: the source's reader.
       count_rejects: add the rejects to the counters; the pipeline reads its input twice
         (analysis and transform) and counts on one of them only.
+      label_classes: a `label_classes.LabelClasses`: on the transform read, set aside
+        the rows whose class the analysis did not learn.
+      transform_fn_dir: with it, the PCollection of the analysis's transform graph folder,
+        where the learned classes are.
     """
 
-    def __init__(self, items: Iterable[Any], reader: Reader, count_rejects: bool = False):
+    def __init__(self, items: Iterable[Any], reader: Reader, count_rejects: bool = False,
+                 label_classes=None, transform_fn_dir=None):
         super().__init__()
         self._items = list(items)
         self._reader = reader
         self._count = count_rejects
+        self._label_classes = label_classes
+        self._transform_fn_dir = transform_fn_dir
 
     def expand(self, pbegin):
+        side = ()
+        if self._label_classes is not None:
+            side = (beam.pvalue.AsSingleton(self._transform_fn_dir),)
         return (pbegin
                 | "Items" >> beam.Create(self._items, reshuffle=False)
                 | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_Read(self._reader, self._count)).with_outputs(
-                    REJECTED, main="batches"))
+                | "Read" >> beam.ParDo(_Read(self._reader, self._count, self._label_classes),
+                                       *side).with_outputs(REJECTED, main="batches"))
+
+
+def _file_of(item) -> str:
+    """The file a work item names (a folder group: its first file)."""
+    if isinstance(item, str):
+        return item
+    return str(item[0][0] if isinstance(item[0], (tuple, list)) else item[0])

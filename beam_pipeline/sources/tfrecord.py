@@ -74,7 +74,10 @@ class TFRecordReader:
         self._schema = schema.raw_metadata(columns).schema
         self._decoder = None
 
-    def _decode(self, serialized: List[bytes]) -> pa.RecordBatch:
+    def _decode(self, serialized: List[bytes], file: str = "", numbers: Sequence[int] = ()
+                ) -> Tuple[pa.RecordBatch, List[Reject]]:
+        """Serialized examples -> (record batch, rejects of records lacking a required
+        value)."""
         if self._decoder is None:
             self._decoder = example_coder.ExamplesToRecordBatchDecoder(
                 self._schema.SerializeToString())
@@ -96,23 +99,34 @@ class TFRecordReader:
             where = np.where(present, np.cumsum(present) - 1, 0)
             values[column.name] = pc.list_flatten(lists).take(
                 pa.array(where, mask=~present))
-        return batches.record_batch(self._columns, values)
+        missing = batches.missing_required(self._columns, values)
+        if not missing:
+            return batches.record_batch(self._columns, values), []
+        keep = np.ones(decoded.num_rows, bool)
+        keep[[i for i, _ in missing]] = False
+        return batches.record_batch(self._columns, values, keep), [
+            Reject(file, numbers[i], column.missing_reason, batches.describe_missing(column),
+                   serialized[i]) for i, column in missing]
 
     def _decode_all(self, file: str, numbers: List[int], serialized: List[bytes]
                     ) -> Tuple[Optional[pa.RecordBatch], List[Reject]]:
         try:
-            return self._decode(serialized), []
+            return self._decode(serialized, file, numbers)
         except Exception:  # pylint: disable=broad-except  (find the records at fault)
-            good, rejects = [], []
+            good, good_numbers, rejects = [], [], []
             for number, record in zip(numbers, serialized):
                 try:
                     self._decode([record])
                     good.append(record)
+                    good_numbers.append(number)
                 except Exception as e:  # pylint: disable=broad-except
                     rejects.append(Reject(file, number, "bad_example",
                                           f"not a tf.Example of the declared columns: {e}",
                                           record))
-            return (self._decode(good) if good else None), rejects
+            if not good:
+                return None, rejects
+            batch, missing = self._decode(good, file, good_numbers)
+            return batch, sorted(rejects + missing, key=lambda r: r.line)
 
     def __call__(self, path: str):
         compression = (CompressionTypes.GZIP if path.endswith(".gz")
