@@ -111,3 +111,76 @@ def run_preprocess_cli(csv_dir, root, *beam_args):
 def cli_run(csv_dir, tmp_path_factory):
     """The same job through the installed console script, in a subprocess."""
     return run_preprocess_cli(csv_dir, tmp_path_factory.mktemp("cli"))
+
+
+# Messy data on the default path -----------------------------------------------------------
+# The fixtures above use one clean generator and `split.key: id`. These run the messy
+# shards of tests/messy_data.py through the config a README reader writes: no format,
+# header, split, num_shards or reject limit (all defaults).
+
+MESSY_SEED = 11
+MESSY_FEATURES = {name: FEATURES[name] for name in (
+    "id", "f_normal", "f_missing", "cat_small", "cat_mid", "cat_big", "int_cat", "text")}
+
+
+def messy_config(data_dir, out_dir, **overrides):
+    """The default-path config over the messy shards (`overrides` replace sections)."""
+    config = {
+        "input": {"file_pattern": os.path.join(data_dir, "part-*")},
+        "columns": COLUMNS,
+        "label": {"column": "label"},
+        "features": MESSY_FEATURES,
+        "output": {"dir": out_dir},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def messy_data(tmp_path_factory):
+    """The messy shards (about 2,000 rows, one 3 MB field) and what each record must become."""
+    from tests.messy_data import write_messy_csv
+    return write_messy_csv(str(tmp_path_factory.mktemp("messy_csv")), seed=MESSY_SEED)
+
+
+@pytest.fixture(scope="session")
+def messy_csv_dir(messy_data):
+    return messy_data.folder
+
+
+def run_messy(data_dir, root, **overrides):
+    """One in-process run of the default-path config; returns (config, summary)."""
+    from beam_pipeline import preprocess
+    from beam_pipeline.config import load_config
+    path = write_config(root / "config.yaml",
+                        messy_config(data_dir, str(root / "out"), **overrides))
+    config = load_config(path)
+    return config, preprocess.run(config, preprocess.pipeline_options([]))
+
+
+@pytest.fixture(scope="session")
+def messy_run(messy_csv_dir, tmp_path_factory):
+    """The messy shards, default config: no `split` section (the whole row is hashed)."""
+    return run_messy(messy_csv_dir, tmp_path_factory.mktemp("messy_run"))
+
+
+@pytest.fixture(scope="session")
+def messy_keyed_run(messy_csv_dir, tmp_path_factory):
+    """The same with `split: {key: id}`."""
+    return run_messy(messy_csv_dir, tmp_path_factory.mktemp("messy_keyed_run"),
+                     split={"key": "id"})
+
+
+@pytest.fixture(scope="session")
+def messy_resharded_cli_run(messy_data, tmp_path_factory):
+    """The same records in other shards and order, through the console script with the
+    default config; returns (completed process, output folder, the resharded data)."""
+    from tests.messy_data import reshard
+    root = tmp_path_factory.mktemp("messy_cli")
+    data = reshard(messy_data, str(root / "data"), seed=MESSY_SEED + 1)
+    out = str(root / "out")
+    path = write_config(root / "config.yaml", messy_config(data.folder, out))
+    exe = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+    proc = subprocess.run([exe, "preprocess", "--config", path], capture_output=True,
+                          text=True, timeout=600)
+    return proc, out, data
