@@ -143,6 +143,15 @@ def main(argv=None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in ("preprocess", "refresh"):
+        # Before the config is read: a misspelt Beam option (`--runer`) would otherwise be
+        # logged by Beam and ignored, and the job would run on the local runner.
+        from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+        try:
+            preprocess.check_beam_args(beam_args)
+        except preprocess.UnknownPipelineOption as e:
+            print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_CONFIG_ERROR
     try:
         if args.command == "train":
             return _train(args)

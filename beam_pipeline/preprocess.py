@@ -1,5 +1,6 @@
 """The `preprocess` job: checks, the Beam pipeline, then the run summary."""
 
+import difflib
 import logging
 import os
 import sys
@@ -9,7 +10,8 @@ from typing import Dict, List, Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOptions,
-                                                  PipelineOptions, StandardOptions)
+                                                  PipelineOptions, StandardOptions,
+                                                  _BeamArgumentParser)
 from tensorflow_transform.tf_metadata import metadata_io
 
 from beam_pipeline import layout, pipeline, progress, rejects, report, schema, summary
@@ -23,8 +25,57 @@ DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
 
 
+class UnknownPipelineOption(ConfigError):
+    """A command-line argument that no Beam `PipelineOptions` subclass knows (a typo Beam
+    itself would only log as "Unparseable argument" and then ignore)."""
+
+
+class _StrictBeamParser(_BeamArgumentParser):
+    """Beam's own parser (no abbreviations, as Beam parses), but errors raise."""
+
+    def error(self, message):
+        raise UnknownPipelineOption(message)
+
+
+def _beam_parser() -> _StrictBeamParser:
+    """Every option of every `PipelineOptions` subclass known in this process, collected
+    the way `PipelineOptions.get_all_options` collects them."""
+    parser = _StrictBeamParser(allow_abbrev=False, add_help=False)
+    subset = {}
+    for cls in PipelineOptions.__subclasses__():
+        subset.setdefault(str(cls), cls)
+    for cls in subset.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def check_beam_args(beam_args) -> None:
+    """Raises `UnknownPipelineOption` (naming the argument and the closest known option)
+    for an argument no Beam options class knows, or a known option's invalid value."""
+    parser = _beam_parser()
+    _, unknown = parser.parse_known_args(list(beam_args))
+    if not unknown:
+        return
+    flags = [a for a in unknown if a.startswith("-")]
+    arg = (flags or unknown)[0]
+    if not arg.startswith("-"):
+        raise UnknownPipelineOption(f"unexpected argument {arg!r}: not an option of the command "
+                                    "nor a value of a Beam pipeline option")
+    name = arg.split("=", 1)[0]
+    known = sorted({o for action in parser._actions  # pylint: disable=protected-access
+                    for o in action.option_strings})
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise UnknownPipelineOption(f"unknown argument {name}: neither an option of the command nor "
+                                f"a Beam pipeline option{hint}")
+
+
 def pipeline_options(beam_args) -> PipelineOptions:
-    """Beam options from the command line, unchanged, with the local runner as default."""
+    """Beam options from the command line, unchanged, with the local runner as default.
+
+    An argument no Beam options class knows raises `UnknownPipelineOption` (Beam would
+    only log it and run without it, e.g. locally after a misspelt `--runner`)."""
+    check_beam_args(beam_args)
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:

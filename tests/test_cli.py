@@ -88,3 +88,60 @@ def test_progress_lines_increase_and_end_at_100_percent(cli_run):
     assert percents[-1] == 100.0 and percents[-2] < 100.0
     assert "done: 1,500 of 1,500 rows read (3 files)" in lines[-1]
     assert any("analyze" in l for l in lines) and any("transform and write" in l for l in lines)
+
+
+# Beam options: a typo must fail, not run locally ------------------------------------------
+
+def _config_must_not_load(path):
+    raise AssertionError("the config was read before the Beam options were checked")
+
+
+@pytest.mark.parametrize("command", ["preprocess", "refresh"])
+@pytest.mark.parametrize("typo,name,suggestion", [
+    (["--runer", "DataflowRunner"], "--runer", "--runner"),
+    (["--runer=DataflowRunner"], "--runer", "--runner"),
+    # Beam does not expand abbreviations, so neither does the check.
+    (["--run", "DataflowRunner"], "--run", "--runner"),
+    (["--runner", "FnApiRunner", "--direct_num_worker", "2"], "--direct_num_worker",
+     "--direct_num_workers"),
+])
+def test_an_unknown_beam_option_fails_before_anything_runs(monkeypatch, capsys, command, typo,
+                                                           name, suggestion):
+    monkeypatch.setattr(cli, "load_config", _config_must_not_load)
+    code = cli.main([command, "--config", "/nonexistent/config.yaml", *typo])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG_ERROR, err
+    assert f"unknown argument {name}:" in err and f"did you mean {suggestion}?" in err, err
+
+
+def test_an_invalid_value_of_a_beam_option_fails_before_anything_runs(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "load_config", _config_must_not_load)
+    code = cli.main(["preprocess", "--config", "c.yaml", "--direct_num_workers", "two"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG_ERROR and "--direct_num_workers" in err, err
+
+
+def test_known_beam_options_pass_through(monkeypatch, capsys):
+    from apache_beam.options.pipeline_options import (DirectOptions, SetupOptions,
+                                                      StandardOptions)
+    from beam_pipeline import preprocess
+    from beam_pipeline.config import ConfigError
+    beam_args = ["--runner", "FnApiRunner", "--direct_num_workers=2", "--save_main_session",
+                 "--direct_running_mode", "multi_processing", "--experiments=a", "--experiments",
+                 "b"]
+
+    def config_error(path):
+        raise ConfigError("reached the config")
+    monkeypatch.setattr(cli, "load_config", config_error)
+    for command in ("preprocess", "refresh"):
+        assert cli.main([command, "--config", "c.yaml", *beam_args]) == cli.EXIT_CONFIG_ERROR
+        err = capsys.readouterr().err
+        assert "config error: reached the config" in err and "unknown argument" not in err, err
+    options = preprocess.pipeline_options(beam_args)
+    assert options.view_as(StandardOptions).runner == "FnApiRunner"
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+    assert options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    assert options.view_as(SetupOptions).save_main_session is True
+    assert preprocess.pipeline_options([]).view_as(StandardOptions).runner == "FnApiRunner"
+    with pytest.raises(preprocess.UnknownPipelineOption, match="--runer"):
+        preprocess.pipeline_options(["--runer", "DataflowRunner"])
