@@ -1,7 +1,8 @@
 """`train`: fit the Keras model on the transformed TFRecords, evaluate, export with the graph inside."""
 
 import json
-from typing import Dict, Tuple
+import math
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import export, layout
 from beam_pipeline.config import Config, ConfigError
-from beam_pipeline.model import build_model, infer_task
+from beam_pipeline.model import build_model, feature_parts, infer_task
 from beam_pipeline.summary import read_vocabulary
 
 
@@ -68,11 +69,95 @@ def baseline(task: str, train_labels: np.ndarray, eval_labels: np.ndarray) -> Di
     return {"accuracy": float(np.mean(eval_labels == majority))}
 
 
+class NonFiniteError(RuntimeError):
+    """Training gave a NaN or infinite loss or prediction: the model is not usable."""
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first non-finite batch loss and remembers where (Keras's
+    TerminateOnNaN stops too, but silently: `train` raises afterwards)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.bad = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.bad is None:
+            self.bad = (self.epoch + 1, batch, float(loss))
+            self.model.stop_training = True
+
+
+def nonfinite_features(model: keras.Model, dataset: tf.data.Dataset,
+                       max_batches: int = 50) -> List[str]:
+    """Features whose input or whose part of the model (its column, embedding, pooled
+    sequence, image tower) is NaN or infinite on some row of `dataset`'s first batches."""
+    parts = feature_parts(model)
+    probe = keras.Model(model.inputs, parts) if parts else None
+    found = set()
+    for features, _ in dataset.take(max_batches):
+        for name, value in features.items():
+            if value.dtype.is_floating and not np.all(np.isfinite(value.numpy())):
+                found.add(name)
+        if probe is not None:
+            for name, value in probe(features, training=False).items():
+                if not np.all(np.isfinite(keras.ops.convert_to_numpy(value))):
+                    found.add(name)
+    return sorted(found)
+
+
+def check_finite(model: keras.Model, history, predictions: Optional[np.ndarray],
+                 train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
+                 stopped: Optional[Tuple[int, int, float]] = None) -> None:
+    """Raises NonFiniteError if a training loss (batch or epoch, train or validation) or
+    an eval prediction is NaN or infinite, or a feature's input or encoding is on an eval
+    row (up to `nonfinite_features`' batches), naming the features that give non-finite
+    values when it can tell."""
+    problems, dataset = [], eval_ds
+    if stopped is not None:
+        problems.append(f"the training loss was {stopped[2]} at epoch {stopped[0]}, batch "
+                        f"{stopped[1]} (training stopped there)")
+        dataset = train_ds
+    for key, values in (history.history if history is not None else {}).items():
+        if key.endswith("loss") and not all(math.isfinite(float(v)) for v in values):
+            problems.append(f"{key} per epoch: {[round(float(v), 6) for v in values]}")
+            dataset = train_ds if key == "loss" else dataset
+    if predictions is not None:
+        bad = ~np.isfinite(np.asarray(predictions, dtype=np.float64))
+        if bad.any():
+            rows = int(bad.reshape(len(bad), -1).any(axis=1).sum())
+            problems.append(f"{rows} of {len(bad)} eval predictions are NaN or infinite")
+    if not problems:
+        # A ReLU turns NaN into 0, so a NaN input or encoding can leave the prediction
+        # finite but meaningless (the same for every such row): probe the model's parts.
+        names = nonfinite_features(model, eval_ds)
+        if names:
+            raise NonFiniteError(
+                f"train: eval rows have NaN or infinite values in feature(s) "
+                f"{', '.join(names)} (their predictions look finite only because a ReLU "
+                "maps NaN to 0). Nothing was exported.")
+        return
+    names = nonfinite_features(model, dataset)
+    if not names and dataset is train_ds:
+        names = nonfinite_features(model, eval_ds)
+    culprit = (f"non-finite values come from feature(s) {', '.join(names)}" if names else
+               "no feature's input or encoding is non-finite, so the weights diverged "
+               "(try a lower model.learning_rate)")
+    raise NonFiniteError(f"train: {'; '.join(problems)}: {culprit}. Nothing was exported.")
+
+
 def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
     """Trains on the train split, evaluates on eval, writes metrics and the serving export.
 
     Returns the trained Keras model and the metrics dict (also written to
     `OUTPUT/model/metrics.json`).
+
+    Raises:
+      NonFiniteError: a loss or an eval prediction is NaN or infinite (before anything is
+        exported); the message names the features involved when it can tell.
     """
     if config.preprocessing_fn:
         raise ConfigError("preprocessing_fn: train builds its model from `features:`; "
@@ -90,12 +175,18 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
     spec = {k: v for k, v in spec.items() if k in model.input or k == label}
     train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
     eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
-    callbacks = []
+    guard = _StopOnNonFinite()
+    callbacks = [guard]
     if mc.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             patience=mc.early_stopping_patience, restore_best_weights=True))
     history = model.fit(train_ds, validation_data=eval_ds, epochs=mc.epochs,
                         callbacks=callbacks, verbose=verbose)
+    if guard.bad is None:
+        predictions = model.predict(eval_ds, verbose=0)
+        check_finite(model, history, predictions, train_ds, eval_ds)
+    else:  # restore_best_weights may hide it: the run is bad either way
+        check_finite(model, history, None, train_ds, eval_ds, guard.bad)
     evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
     metrics = {
         "task": task, "classes": classes,
