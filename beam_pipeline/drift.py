@@ -5,8 +5,11 @@ Checks (a value beyond its threshold is a breach, and a breach blocks the publis
     mean_shift           per numeric column: |new mean - old mean| / old std
     variance_ratio       per numeric column: max(new var / old var, old var / new var)
     missing_rate_change  per numeric column: |new - old| of missing / (count + missing)
-    vocabulary_churn     per vocabulary: share of the new run's train values the OLD
-                         vocabulary maps to OOV (minimum of 0, maximum of 1)
+    vocabulary_churn     per vocabulary: the share of train values whose token moved into
+                         or out of the vocabulary between the runs: max(new values the new
+                         vocabulary keeps and the old one maps to OOV, old values the old
+                         vocabulary kept and the new one maps to OOV), within [0, 1]; 0 for
+                         identical data, whatever the vocabulary's own OOV share
     top_k_overlap        per vocabulary: |top-k old & top-k new| / k, k = min(10, sizes);
                          the one check whose threshold is a minimum
     row_count_change     the run ("rows"): |new train rows - old| / old
@@ -142,25 +145,45 @@ def missing_rate_change(old: Dict, new: Dict) -> float:
     return abs(_missing_rate(new) - _missing_rate(old))
 
 
-def vocabulary_churn(old_entries: List[Dict], new_entries: List[Dict],
-                     new_coverage: Optional[float] = None) -> Optional[float]:
-    """Share of the new run's train values that the old vocabulary maps to OOV.
+def _moved_share(entries: List[Dict], other_tokens, coverage: Optional[float]) -> float:
+    """Share of a run's train values kept by its vocabulary (`entries`) whose token is not
+    in `other_tokens`: coverage * (their count / kept count)."""
+    kept = sum(e["count"] for e in entries)
+    if not kept:
+        return 0.0
+    moved = sum(e["count"] for e in entries if e["token"] not in other_tokens)
+    return (1.0 if coverage is None else coverage) * moved / kept
 
-    Takes the full `{"token", "count"}` entries of both runs and the new run's coverage
-    (kept count / all train values; None if unknown). The numerator is the new counts of
-    tokens absent from the old vocabulary plus the values the new run itself left out of
-    its vocabulary (1 - coverage of the total). Written with the total eliminated:
-    coverage * unseen / kept + (1 - coverage). Returns None if new counts are unknown.
+
+def vocabulary_churn(old_entries: List[Dict], new_entries: List[Dict],
+                     new_coverage: Optional[float] = None,
+                     old_coverage: Optional[float] = None) -> Optional[float]:
+    """The share of train values whose token entered or left the vocabulary between runs.
+
+    Takes the full `{"token", "count"}` entries of both runs and each run's coverage (kept
+    count / all its train values; None if unknown: taken as 1). Returns the larger of
+
+      added:   new train values the NEW vocabulary keeps and the OLD one maps to OOV
+               (new coverage * new count of tokens not in the old vocabulary / kept), and
+      dropped: old train values the OLD vocabulary kept and the NEW one maps to OOV
+               (the same with the runs swapped),
+
+    so a new dominant category and a vanished one both count, and identical (or
+    reshuffled) data gives exactly 0. `added` is the old vocabulary's OOV share of the new
+    values minus the new vocabulary's own: each run's own OOV values (a capped vocabulary's
+    tail) are not churn; the tail's tokens are unknown, so a tail value the old vocabulary
+    did know still counts as OOV under it (an upper bound, never below the true change).
+    Returns None if the new counts are unknown (a user's preprocessing_fn); without old
+    counts, `added` alone.
     """
     if any("count" not in e for e in new_entries):
         return None  # a vocabulary written without counts (a user's preprocessing_fn)
     old_tokens = {e["token"] for e in old_entries}
-    kept = sum(e["count"] for e in new_entries)
-    unseen = sum(e["count"] for e in new_entries if e["token"] not in old_tokens)
-    if new_coverage is None:
-        return unseen / kept if kept else 0.0
-    # kept == 0 with a known coverage means every new value was OOV already.
-    return new_coverage * (unseen / kept if kept else 0.0) + (1.0 - new_coverage)
+    new_tokens = {e["token"] for e in new_entries}
+    added = _moved_share(new_entries, old_tokens, new_coverage)
+    dropped = (0.0 if any("count" not in e for e in old_entries)
+               else _moved_share(old_entries, new_tokens, old_coverage))
+    return min(1.0, max(0.0, added, dropped))
 
 
 def top_k_overlap(old_entries: List[Dict], new_entries: List[Dict], k: int = TOP_K) -> float:
@@ -264,7 +287,8 @@ def compare(old_summary: Dict, new_summary: Dict, old_vocabularies: Vocabularies
                 checks.append(_check(name, check, None, _threshold(thresholds, name, check),
                                      "full vocabulary not available"))
             continue
-        churn = vocabulary_churn(old_entries, new_entries, new_vocab[name].get("coverage"))
+        churn = vocabulary_churn(old_entries, new_entries, new_vocab[name].get("coverage"),
+                                 old_vocab[name].get("coverage"))
         checks.append(_check(name, "vocabulary_churn", churn,
                              _threshold(thresholds, name, "vocabulary_churn"),
                              "vocabulary without counts" if churn is None else ""))

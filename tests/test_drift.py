@@ -7,6 +7,7 @@ expected values are computed independently of the module's formulas.
 import json
 import math
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -175,7 +176,94 @@ def test_one_new_dominant_category_breaches_churn_and_costs_one_top_k_slot():
     assert _check(report, "city", "top_k_overlap")["value"] == pytest.approx(9 / 10)
 
 
-def test_churn_counts_the_new_runs_own_oov_values():
+def _zipf(seed, size=100_000, a=1.2):
+    """Zipf-distributed category tokens: a long tail, so a capped vocabulary covers ~64%."""
+    return np.array([f"z{v}" for v in np.random.RandomState(seed).zipf(a, size)], dtype=object)
+
+
+def _reference_churn(old_values, new_values, max_tokens):
+    """Counter reference: max(share of new values kept by the new top-k and not in the old
+    top-k, share of old values kept by the old top-k and not in the new top-k)."""
+    def top(values):
+        counts = Counter(values.tolist())
+        return counts, {t for t, _ in sorted(counts.items(), key=lambda tc: (-tc[1], tc[0]))
+                        [:max_tokens]}
+    (old_counts, old_top), (new_counts, new_top) = top(old_values), top(new_values)
+    added = sum(new_counts[t] for t in new_top - old_top) / len(new_values)
+    dropped = sum(old_counts[t] for t in old_top - new_top) / len(old_values)
+    return max(added, dropped)
+
+
+def _old_churn(old_values, new_values, max_tokens):
+    """What the gate measured before: the new values the old top-k OR the new top-k maps
+    to OOV (the new run's own OOV share included)."""
+    def top(values):
+        counts = Counter(values.tolist())
+        return {t for t, _ in sorted(counts.items(), key=lambda tc: (-tc[1], tc[0]))[:max_tokens]}
+    old_top, new_top = top(old_values), top(new_values)
+    return float(np.mean([v not in old_top or v not in new_top for v in new_values.tolist()]))
+
+
+@pytest.mark.parametrize("max_tokens", [None, 6])
+def test_identical_runs_give_zero_for_every_check(max_tokens):
+    values = _categories(0)
+    run = _run({"fare": _normal(0)}, {"city": values}, max_tokens=max_tokens)
+    report = _compare(run, run)
+    assert not report["breached"], drift.format_report(report)
+    neutral = {"mean_shift": 0.0, "missing_rate_change": 0.0, "vocabulary_churn": 0.0,
+               "row_count_change": 0.0, "variance_ratio": 1.0, "top_k_overlap": 1.0}
+    for check in report["checks"]:
+        assert check["value"] == neutral[check["check"]], check
+    if max_tokens:
+        assert run[0]["statistics"]["vocabularies"]["city"]["coverage"] < 0.9
+
+
+def test_a_capped_vocabulary_on_the_same_data_reshuffled_or_resampled_passes():
+    old_values = _zipf(0)
+    old = _run(categorical={"city": old_values}, train_rows=old_values.size, max_tokens=100)
+    coverage = old[0]["statistics"]["vocabularies"]["city"]["coverage"]
+    assert 0.5 < coverage < 0.8  # 100 tokens leave a third of the values OOV in either run
+    # The same values reshuffled (another shard order): exactly no churn.
+    shuffled = np.random.RandomState(1).permutation(old_values)
+    same = _compare(old, _run(categorical={"city": shuffled}, train_rows=shuffled.size,
+                              max_tokens=100))
+    assert _check(same, "city", "vocabulary_churn")["value"] == 0.0
+    assert not same["breached"], drift.format_report(same)
+    # A new sample of the same distribution: only tokens near the cut swap places.
+    new_values = _zipf(2)
+    report = _compare(old, _run(categorical={"city": new_values}, train_rows=new_values.size,
+                                max_tokens=100))
+    churn = _check(report, "city", "vocabulary_churn")
+    assert churn["value"] == pytest.approx(_reference_churn(old_values, new_values, 100))
+    assert 0 < churn["value"] < 0.02 and not churn["breached"], churn
+    assert not report["breached"], drift.format_report(report)
+    # The old measure counted the runs' own OOV tails and breached on both.
+    assert _old_churn(old_values, shuffled, 100) > drift.DEFAULTS["vocabulary_churn"]
+    assert _old_churn(old_values, new_values, 100) > drift.DEFAULTS["vocabulary_churn"]
+
+
+def test_a_new_dominant_category_breaches_a_capped_vocabulary():
+    old_values, new_values = _zipf(0), _zipf(2)
+    new_values[np.random.RandomState(3).random_sample(new_values.size) < 0.2] = "brand_new"
+    old = _run(categorical={"city": old_values}, train_rows=old_values.size, max_tokens=100)
+    new = _run(categorical={"city": new_values}, train_rows=new_values.size, max_tokens=100)
+    churn = _check(_compare(old, new), "city", "vocabulary_churn")
+    assert churn["value"] == pytest.approx(_reference_churn(old_values, new_values, 100))
+    assert churn["value"] == pytest.approx(np.mean(new_values == "brand_new"), abs=0.02)
+    assert churn["breached"]
+
+
+def test_a_vanished_dominant_category_breaches_churn():
+    # The other direction: t00 (a sixth of the old values) no longer arrives.
+    old_values, new_values = _categories(0), _categories(1)
+    new_values = new_values[new_values != "t00"]
+    report = _compare(_run(categorical={"city": old_values}),
+                      _run(categorical={"city": new_values}, train_rows=new_values.size))
+    churn = _check(report, "city", "vocabulary_churn")
+    assert churn["value"] == pytest.approx(np.mean(old_values == "t00")) and churn["breached"]
+
+
+def test_churn_leaves_each_runs_own_oov_values_out():
     # Both vocabularies cut at 6 entries (max_tokens): values beyond are OOV in either run.
     old_values, new_values = _categories(0), _categories(1)
     new_values[np.random.RandomState(2).random_sample(N) < 0.3] = "brand_new"
@@ -185,9 +273,14 @@ def test_churn_counts_the_new_runs_own_oov_values():
     old_kept = [e["token"] for e in old[1]["city"]]
     new_kept = [e["token"] for e in new[1]["city"]]
     assert "brand_new" in new_kept and new[0]["statistics"]["vocabularies"]["city"]["coverage"] < 1
-    # A new value is fine only if both vocabularies keep its token.
-    known = np.isin(new_values, old_kept) & np.isin(new_values, new_kept)
-    assert _check(report, "city", "vocabulary_churn")["value"] == pytest.approx(1 - known.mean())
+    # Churn: new values kept by the new vocabulary but not the old, or old values kept by
+    # the old vocabulary but not the new (t05 made room for brand_new).
+    added = np.mean(np.isin(new_values, new_kept) & ~np.isin(new_values, old_kept))
+    dropped = np.mean(np.isin(old_values, old_kept) & ~np.isin(old_values, new_kept))
+    value = _check(report, "city", "vocabulary_churn")["value"]
+    assert value == pytest.approx(max(added, dropped))
+    assert value == pytest.approx(np.mean(new_values == "brand_new"))
+    assert value == pytest.approx(_reference_churn(old_values, new_values, 6))
 
 
 def test_vocabularies_given_by_a_callable_or_missing():
