@@ -7,8 +7,9 @@ label against the learned classes and sets such rows aside, counted and named, l
 other dead letter. Train rows always pass: their classes are what was learned.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
@@ -49,9 +50,12 @@ class LabelClasses:
                          else pa.array([v.encode("utf-8") for v in values], pa.large_binary()))
         self._loaded_from = transform_fn_dir
 
-    def set_aside(self, batch: pa.RecordBatch, file: str
+    def set_aside(self, batch: pa.RecordBatch, file: str, lines: Optional[Sequence[int]] = None
                   ) -> Tuple[pa.RecordBatch, List[Reject]]:
-        """(the batch without rows of unseen classes, a reject for each such row)."""
+        """(the batch without rows of unseen classes, a reject for each such row).
+
+        `lines`: each row's line or record number in `file`, when the reader knows them.
+        """
         lists = batch.column(batch.schema.get_field_index(self.column))
         # A missing label only gets here with label.fill_value, which is a learned class.
         first = pc.list_element(pc.fill_null(lists, pa.scalar([None], lists.type)), 0)
@@ -60,10 +64,10 @@ class LabelClasses:
             return batch, []
         unseen = pc.invert(known).to_numpy(zero_copy_only=False)
         rejects = []
-        for value in pc.filter(first, pc.invert(known)).to_pylist():
+        for row, value in zip(np.flatnonzero(unseen), pc.filter(first, pc.invert(known)).to_pylist()):
             shown = value if self._integer else value.decode("utf-8", "backslashreplace")
             rejects.append(Reject(
-                file, 0, UNSEEN_LABEL,
+                file, 0 if lines is None else int(lines[row]), UNSEEN_LABEL,
                 f"column {self.column!r}: class {shown!r} occurs in no train row, so it has "
                 f"no class id (the model cannot be scored on it)",
                 str(shown).encode("utf-8")))

@@ -39,7 +39,7 @@ def schema_problem(file_schema: pa.Schema, columns: Sequence) -> str:
 
 
 class ParquetReader:
-    """A file path -> `(record batch, rejects)` pairs of the config's columns."""
+    """A file path -> `(record batch, rejects, row numbers)` of the config's columns."""
 
     def __init__(self, columns: Sequence):
         self._columns = list(columns)
@@ -64,14 +64,14 @@ class ParquetReader:
                 values = {c.name: batch.column(batch.schema.get_field_index(c.name))
                           for c in self._columns}
                 missing = batches.missing_required(self._columns, values)
-                keep = None
-                if missing:
-                    keep = np.ones(batch.num_rows, bool)
-                    keep[[i for i, _ in missing]] = False
+                keep = np.ones(batch.num_rows, bool)
+                keep[[i for i, _ in missing]] = False
                 rejects = [Reject(path, first_row + i, column.missing_reason,
                                   batches.describe_missing(column),
                                   json.dumps(batch.slice(i, 1).to_pylist()[0], default=str,
                                              ensure_ascii=False).encode())
                            for i, column in missing]
+                numbers = first_row + np.flatnonzero(keep)
                 first_row += batch.num_rows
-                yield batches.record_batch(self._columns, values, keep), rejects
+                yield (batches.record_batch(self._columns, values, None if keep.all() else keep),
+                       rejects, numbers)

@@ -2,7 +2,8 @@
 
 A source is a picklable reader: called with one work item (a file path, or a group of
 small files) it yields `(record batch or None, [Reject])` pairs, streaming, so memory
-does not grow with the input. `ReadSource` spreads the work items over workers, emits
+does not grow with the input; a reader that knows each row's line or record number
+yields it as a third item, so checks made here (unseen labels) can name the line. `ReadSource` spreads the work items over workers, emits
 the batches as its main output and the rejects as JSON lines under the `rejected` tag,
 and (on the one read that counts) adds the rejects to the Beam counters that the run
 summary and Dataflow show.
@@ -29,9 +30,10 @@ class _Read(beam.DoFn):
     def process(self, item, transform_fn_dir=None):
         if self._label_classes is not None:
             self._label_classes.load(transform_fn_dir)
-        for batch, rejects in self._reader(item):
+        for batch, rejects, *lines in self._reader(item):
             if self._label_classes is not None and batch is not None and batch.num_rows:
-                batch, unseen = self._label_classes.set_aside(batch, _file_of(item))
+                batch, unseen = self._label_classes.set_aside(
+                    batch, _file_of(item), lines[0] if lines else None)
                 rejects = rejects + unseen
             if batch is not None and batch.num_rows:
                 yield batch

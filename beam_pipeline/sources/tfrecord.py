@@ -67,7 +67,7 @@ def records(stream: IO[bytes], file: str) -> Iterator[Tuple[int, Optional[bytes]
 
 
 class TFRecordReader:
-    """A file path -> `(record batch, rejects)` pairs of the config's columns."""
+    """A file path -> `(record batch, rejects, record numbers)` of the config's columns."""
 
     def __init__(self, columns: Sequence):
         self._columns = list(columns)
@@ -77,7 +77,7 @@ class TFRecordReader:
     def _decode(self, serialized: List[bytes], file: str = "", numbers: Sequence[int] = ()
                 ) -> Tuple[pa.RecordBatch, List[Reject]]:
         """Serialized examples -> (record batch, rejects of records lacking a required
-        value)."""
+        value, the record numbers of the batch's rows)."""
         if self._decoder is None:
             self._decoder = example_coder.ExamplesToRecordBatchDecoder(
                 self._schema.SerializeToString())
@@ -101,22 +101,23 @@ class TFRecordReader:
                 pa.array(where, mask=~present))
         missing = batches.missing_required(self._columns, values)
         if not missing:
-            return batches.record_batch(self._columns, values), []
+            return batches.record_batch(self._columns, values), [], list(numbers)
         keep = np.ones(decoded.num_rows, bool)
         keep[[i for i, _ in missing]] = False
         return batches.record_batch(self._columns, values, keep), [
             Reject(file, numbers[i], column.missing_reason, batches.describe_missing(column),
-                   serialized[i]) for i, column in missing]
+                   serialized[i]) for i, column in missing], [
+            n for n, k in zip(numbers, keep) if k]
 
     def _decode_all(self, file: str, numbers: List[int], serialized: List[bytes]
-                    ) -> Tuple[Optional[pa.RecordBatch], List[Reject]]:
+                    ) -> Tuple[Optional[pa.RecordBatch], List[Reject], List[int]]:
         try:
             return self._decode(serialized, file, numbers)
         except Exception:  # pylint: disable=broad-except  (find the records at fault)
             good, good_numbers, rejects = [], [], []
             for number, record in zip(numbers, serialized):
                 try:
-                    self._decode([record])
+                    self._decode([record], file, [number])
                     good.append(record)
                     good_numbers.append(number)
                 except Exception as e:  # pylint: disable=broad-except
@@ -124,9 +125,9 @@ class TFRecordReader:
                                           f"not a tf.Example of the declared columns: {e}",
                                           record))
             if not good:
-                return None, rejects
-            batch, missing = self._decode(good, file, good_numbers)
-            return batch, sorted(rejects + missing, key=lambda r: r.line)
+                return None, rejects, []
+            batch, missing, kept = self._decode(good, file, good_numbers)
+            return batch, sorted(rejects + missing, key=lambda r: r.line), kept
 
     def __call__(self, path: str):
         compression = (CompressionTypes.GZIP if path.endswith(".gz")
@@ -140,10 +141,10 @@ class TFRecordReader:
                 numbers.append(number)
                 serialized.append(record)
                 if len(serialized) >= BATCH_RECORDS:
-                    batch, bad = self._decode_all(path, numbers, serialized)
-                    yield batch, rejects + bad
+                    batch, bad, kept = self._decode_all(path, numbers, serialized)
+                    yield batch, rejects + bad, kept
                     numbers, serialized, rejects = [], [], []
         if serialized or rejects:
-            batch, bad = (self._decode_all(path, numbers, serialized) if serialized
-                          else (None, []))
-            yield batch, rejects + bad
+            batch, bad, kept = (self._decode_all(path, numbers, serialized) if serialized
+                                else (None, [], []))
+            yield batch, rejects + bad, kept
