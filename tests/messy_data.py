@@ -271,7 +271,7 @@ def _unicode_text(row, rng, _):
 
 
 def _unicode_category(row, rng, value):
-    row.set("cat_mid", value, value)
+    row.set("cat_small", value, value)  # cat_small's vocabulary has no size limit
 
 
 def _quoted_multiline(row, rng, variant):
@@ -313,6 +313,9 @@ NUMBER_SPELLINGS = [("f_normal", "+1.5", 1.5), ("f_normal", " 2.5 ", 2.5),
                     ("f_uniform", "1e-3", 1e-3), ("f_uniform", "1E2", 100.0),
                     ("f_missing", ".5", 0.5), ("f_missing", "5.", 5.0),
                     ("f_normal", "-0.0", -0.0), ("f_uniform", "-0", -0.0),
+                    ("f_missing", "1e-400", 0.0),  # underflows to 0: a value
+                    # overflows to +-inf: non-finite, so missing as NaN/inf are
+                    ("f_uniform", "1e999", None), ("f_normal", "-1e999", None),
                     ("int_cat", " 10 ", 10), ("int_cat", "+17", 17), ("int_cat", "-0", 0)]
 
 
