@@ -17,44 +17,60 @@ DELIMITERS_TO_SUGGEST = (",", ";", "\t", "|")
 
 
 def check_headers(item: Input, files: Sequence[str], columns: Sequence, where: str) -> None:
-    """Fails before any pipeline starts if a file's header is not the declared columns."""
+    """Fails before any pipeline starts if a file's header lacks a declared column or
+    names one twice. The header may order the columns any way and hold others."""
     if not item.header:
         return
     expected = [c.name for c in columns]
-
-    def names(header, delimiter):
-        return [n.strip().strip('"') for n in header.split(delimiter)]
-
     for path in files:
-        header = _first_line(path)
+        header = _first_line(path, item.max_record_bytes)
         if header is None:
             continue  # an empty or damaged shard has no header to misread
-        if names(header, item.delimiter) != expected:
-            hint = next((f"; it splits into the declared names on {d!r}: set "
-                         f"{where}.delimiter" for d in DELIMITERS_TO_SUGGEST
-                         if d != item.delimiter and names(header, d) == expected),
-                        f" (names and order must match, or set {where}.header: false)")
-            raise ConfigError(
-                f"columns: the header of {path} is {names(header, item.delimiter)}, but the "
-                f"config declares {expected}{hint}")
+        if len(header) > item.max_record_bytes:
+            raise ConfigError(f"{where}.max_record_bytes: the first line of {path} is longer "
+                              f"than {item.max_record_bytes:,} bytes (is it a header?)")
+        names = csv_records.header_names(header, item.delimiter)
+        _, problem = csv_records.header_layout(names, expected)
+        if problem is None:
+            continue
+        hint = next((f"; it splits into the declared names on {d!r}: set {where}.delimiter"
+                     for d in DELIMITERS_TO_SUGGEST if d != item.delimiter and
+                     csv_records.header_layout(csv_records.header_names(header, d),
+                                               expected)[1] is None),
+                    f" (columns are matched by header name; set {where}.header: false for "
+                    "files without a header)")
+        raise ConfigError(f"columns: the header of {path} {problem}: it is {names}, and the "
+                          f"config declares {expected}{hint}")
 
 
-def _first_line(path: str):
-    """The file's first line as text, or None when it is empty or cannot be read."""
+def _first_line(path: str, limit: int):
+    """The file's first line (up to `limit` + 1 bytes, its end stripped), or None when it is
+    empty or cannot be read."""
+    pieces, size = [], 0
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            line = f.readline()
+            while size <= limit:  # (a gzip file's readline has no size limit)
+                piece = f.read(min(1 << 16, limit + 1 - size))
+                if not piece:
+                    break
+                end = piece.find(b"\n")
+                pieces.append(piece if end < 0 else piece[:end])
+                size += len(pieces[-1])
+                if end >= 0:
+                    break
     except (OSError, EOFError, zlib.error):
         return None  # a damaged file: the reader rejects what it cannot read
-    if not line:
+    if not pieces:
         return None
-    return line.decode("utf-8-sig", "replace").rstrip("\r\n")
+    line = b"".join(pieces)
+    return line[:-1] if line.endswith(b"\r") else line
 
 
 class CsvReader:
     """A CSV file path -> `(record batch, rejects)` pairs, streaming the file.
 
-    The file is read as bytes (gzip by its `.gz` name) and never held whole.
+    The file is read as bytes (gzip by its `.gz` name) and never held whole; with a header,
+    each file's own header says where the declared columns are.
     """
 
     def __init__(self, item: Input, columns: Sequence):
@@ -66,7 +82,8 @@ class CsvReader:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             for chunk, rejects in csv_records.read_records(
                     f, path, names, self._input.delimiter, self._input.header,
-                    gzipped=path.endswith(".gz")):
+                    gzipped=path.endswith(".gz"),
+                    max_record_bytes=self._input.max_record_bytes):
                 batch = None
                 if chunk is not None:
                     batch, bad_values = csv_values.to_record_batch(

@@ -1,15 +1,18 @@
 """Well-formed CSV records -> a typed Arrow record batch, and the rows whose values do not fit.
 
-The records of a chunk are parsed by pyarrow's CSV reader as bytes, then every column is
-checked and converted with vectorized Arrow kernels: empty -> missing, ints and floats by
+The records of a chunk are parsed by pyarrow's CSV reader as bytes (only the declared
+columns, wherever the file's header puts them), then every column is checked and
+converted with vectorized Arrow kernels: empty -> missing, ints and floats by
 pattern, strings as UTF-8 (already checked per line). A row with a value that does not
 fit its column's type is rejected with the column and value named; the others carry on.
 The batch has the layout tfx_bsl's CsvTFXIO produces (`large_list<item>` per column), so
 tf.Transform reads it with the same TensorAdapterConfig.
 """
 
+import csv
 import io
-from typing import Dict, List, Sequence, Tuple
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +20,8 @@ import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
 from beam_pipeline.sources import batches
-from beam_pipeline.sources.csv_records import Chunk
+from beam_pipeline.sources import csv_records
+from beam_pipeline.sources.csv_records import Chunk, Layout
 from beam_pipeline.sources.dead_letter import Reject
 
 INT_PATTERN = r"^\s*[+-]?[0-9]+\s*$"
@@ -26,16 +30,72 @@ NON_FINITE_PATTERN = r"^\s*[+-]?(?i:nan|inf|infinity)\s*$"
 INT64_DIGITS = 18  # up to 18 digits always fits int64; longer ones are checked one by one
 
 
-def _parse(chunk: Chunk, names: Sequence[str], delimiter: str) -> pa.Table:
-    """The chunk's records as a table of binary columns (no type inference)."""
+ARROW_BLOCK_BYTES = 1 << 20  # pyarrow's default; a longer record needs a larger block
+
+
+def _requote(record: bytes, delimiter: str) -> bytes:
+    """The record with every field quoted, so that a bare \\r in it (a character of the
+    value, see `csv_records`) is inside quotes, where pyarrow keeps it too."""
+    try:
+        fields = csv_records.split_fields(record, delimiter)
+    except csv.Error:
+        return record  # `_parse` rejects what pyarrow cannot read
+    return delimiter.encode().join(b'"' + f.replace(b'"', b'""') + b'"' for f in fields)
+
+
+def _read(data: bytes, layout: Layout, delimiter: str, multiline: bool, longest: int
+          ) -> pa.Table:
+    names = [f"f{i}" for i in range(layout.width)]
+    read = [names[p] for p in layout.positions]
     return pacsv.read_csv(
-        io.BytesIO(b"\n".join(chunk.records)),
-        read_options=pacsv.ReadOptions(column_names=list(names), use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter,
-                                         newlines_in_values=chunk.multiline),
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(
+            column_names=names, use_threads=False,
+            block_size=min(max(ARROW_BLOCK_BYTES, longest + 2), 2**31 - 1)),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=multiline),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.binary() for n in names},
+            column_types={n: pa.binary() for n in read}, include_columns=read,
             strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+
+def _parse(chunk: Chunk, file: str, names: Sequence[str], delimiter: str
+           ) -> Tuple[pa.Table, Optional[List[int]], List[Reject]]:
+    """The chunk's records as a table of binary columns named `names` (no type inference),
+    the indices of the records it holds (None: all), and rejects for the others.
+
+    Should pyarrow refuse the chunk, or read another number of rows from it, each record
+    is parsed alone and only those it cannot read are rejected.
+    """
+    layout = chunk.layout or Layout.positional(names)
+    records, multiline = chunk.records, chunk.multiline
+    data = b"\n".join(records)
+    if b"\r" in data:
+        records = [_requote(r, delimiter) if b"\r" in r else r for r in records]
+        data, multiline = b"\n".join(records), True
+    longest = max(map(len, records)) if len(data) > ARROW_BLOCK_BYTES else 0
+    try:
+        table = _read(data, layout, delimiter, multiline, longest)
+        if table.num_rows == len(records):
+            return table.rename_columns(list(names)), None, []
+    except pa.ArrowException:
+        pass
+    tables, kept, rejects = [], [], []
+    for i, record in enumerate(records):
+        try:
+            one = _read(record, layout, delimiter, True, len(record))
+            problem = None if one.num_rows == 1 else f"it reads as {one.num_rows} rows"
+        except pa.ArrowException as e:
+            problem = re.sub(r"^CSV parse error: (Row #\d+: )?", "", str(e))[:300]
+        if problem is None:
+            tables.append(one)
+            kept.append(i)
+        else:
+            rejects.append(Reject(file, chunk.lines[i], "unparsable_record",
+                                  f"the CSV parser cannot read this record: {problem}",
+                                  chunk.records[i]))
+    table = pa.concat_tables(tables) if tables else pa.table(
+        {f"f{p}": pa.array([], pa.binary()) for p in layout.positions})
+    return table.rename_columns(list(names)), kept, rejects
 
 
 def _fits_int64(text: bytes) -> bool:
@@ -83,7 +143,8 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
     """Types a chunk of records by the config's columns.
 
     Args:
-      chunk: records from `csv_records.read_records`, each with the right field count.
+      chunk: records from `csv_records.read_records`, each with the right field count
+        (a record pyarrow cannot read anyway is an `unparsable_record` reject).
       file: the file they came from, for the rejects.
       columns: the config's `Column`s (name, type, read_type, required).
       non_finite: "missing" (NaN/inf are missing values) or "reject" (they are not
@@ -92,11 +153,11 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
     Returns:
       (record batch of the rows that fit, rejects for the others).
     """
-    table = _parse(chunk, [c.name for c in columns], delimiter)
-    if table.num_rows != len(chunk.records):
-        raise ValueError(f"{file}: Arrow parsed {table.num_rows} rows from "
-                         f"{len(chunk.records)} records")
-    rows = len(chunk.records)
+    table, kept, unparsable = _parse(chunk, file, [c.name for c in columns], delimiter)
+    lines, records = chunk.lines, chunk.records
+    if kept is not None:
+        lines, records = [lines[i] for i in kept], [records[i] for i in kept]
+    rows = len(records)
     bad_any = np.zeros(rows, bool)
     problems: Dict[int, str] = {}
     typed = {}
@@ -117,8 +178,8 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
         typed[column.name] = result
     keep = ~bad_any
     batch = batches.record_batch(columns, typed, keep)
-    rejects = [Reject(file, chunk.lines[i], reason, detail, chunk.records[i])
-               for i, (reason, detail) in sorted(problems.items())]
+    rejects = unparsable + [Reject(file, lines[i], reason, detail, records[i])
+                            for i, (reason, detail) in sorted(problems.items())]
     return batch, rejects
 
 
