@@ -10,8 +10,15 @@ Signatures:
 
 It loads with `tf.saved_model.load` in a process that imports only TensorFlow: the
 vocabularies are assets inside it.
+
+Next to it, `model.keras` (`save_keras`) is the trained Keras model itself, for fine-tuning:
+it takes the transformed features, not raw data.
 """
 
+import logging
+import os
+import shutil
+import tempfile
 from typing import Dict
 
 import keras
@@ -91,3 +98,33 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     archive.add_endpoint("serving_raw", serving_raw, [raw_signature])
     archive.add_endpoint("transform_features", transform_features, examples_spec)
     archive.write_out(export_dir, verbose=False)
+    save_keras(model, keras_path(export_dir))
+
+
+def keras_path(export_dir: str) -> str:
+    """`OUTPUT/model/model.keras`, beside the serving export `OUTPUT/model/serving`."""
+    return os.path.dirname(export_dir.rstrip("/")) + "/model.keras"
+
+
+def save_keras(model: keras.Model, path: str) -> bool:
+    """`model.save(path)` through a local temp file (copied with `tf.io.gfile` to a remote
+    file system such as gs://), so a failed save leaves no partial file. Returns whether it
+    was written: a model Keras cannot serialize (an image tower's `ImagePixels` layer has
+    no config) gets a warning, not a failed export.
+
+    Loading it needs the custom layers registered: `import beam_pipeline.model` first.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "model.keras")
+        try:
+            model.save(local)
+        except (NotImplementedError, TypeError, ValueError) as e:
+            logging.getLogger(__name__).warning(
+                "%s not written: Keras cannot serialize this model (%s: %s)",
+                path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return False
+        if "://" in path:
+            tf.io.gfile.copy(local, path, overwrite=True)
+        else:
+            shutil.move(local, path)
+    return True

@@ -71,6 +71,66 @@ def test_training_beats_the_trivial_baseline(trained):
     assert metrics["eval"]["accuracy"] > metrics["baseline"]["accuracy"] + 0.03, metrics
 
 
+_LOAD_KERAS = """
+import sys
+import numpy as np
+import keras
+import beam_pipeline.model  # registers the model's custom layers
+rows = dict(np.load(sys.argv[2]))
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(rows, verbose=0))
+"""
+
+
+def test_the_trained_model_is_saved_as_model_keras_and_loads_in_a_fresh_process(
+        trained, tmp_path):
+    config, model, _ = trained
+    path = os.path.join(config.output.dir, "model", "model.keras")
+    assert os.path.isfile(path)
+    # Transformed eval rows, parsed with the model's own input spec (not the tft output,
+    # which `served` deletes).
+    spec = {t.name: tf.io.FixedLenFeature(t.shape[1:], t.dtype) for t in model.inputs}
+    files = sorted(tf.io.gfile.glob(os.path.join(config.output.dir, "data", "eval", "part-*")))
+    batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(32)))
+    rows = {k: v.numpy() for k, v in tf.io.parse_example(batch, spec).items()}
+    np.savez(tmp_path / "rows.npz", **rows)
+    proc = subprocess.run([sys.executable, "-c", _LOAD_KERAS, path, str(tmp_path / "rows.npz"),
+                           str(tmp_path / "loaded.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = np.load(tmp_path / "loaded.npy")
+    assert loaded.shape == (32, 1)
+    np.testing.assert_allclose(loaded, model.predict(rows, verbose=0), atol=1e-6)
+
+
+def test_model_keras_goes_through_a_temp_file_to_a_remote_file_system(trained):
+    from beam_pipeline import export
+    _, model, _ = trained
+    path = "ram://beam_pipeline_test/out/model/model.keras"
+    assert export.keras_path("ram://beam_pipeline_test/out/model/serving") == path
+    assert export.save_keras(model, path)
+    assert tf.io.gfile.stat(path).length > 1000
+
+
+def test_a_model_keras_cannot_serialize_is_skipped_with_a_warning(tmp_path, caplog):
+    import keras
+    from beam_pipeline import export
+
+    class Opaque(keras.layers.Layer):  # like ImagePixels: an __init__ argument with no config
+        def __init__(self, thing, **kwargs):
+            super().__init__(**kwargs)
+            self._thing = thing
+
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((2,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(1)(Opaque(object())(inputs)))
+    path = str(tmp_path / "model.keras")
+    assert not export.save_keras(model, path)
+    assert not os.path.exists(path) and "not written" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def served(trained, csv_dir, tmp_path_factory):
     """The export served in a fresh TensorFlow-only process after the tft output is deleted."""
