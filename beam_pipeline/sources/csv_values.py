@@ -27,7 +27,7 @@ from beam_pipeline.sources.dead_letter import Reject
 INT_PATTERN = r"^\s*[+-]?[0-9]+\s*$"
 FLOAT_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 NON_FINITE_PATTERN = r"^\s*[+-]?(?i:nan|inf|infinity)\s*$"
-INT64_DIGITS = 18  # up to 18 digits always fits int64; longer ones are checked one by one
+INT64_DIGITS = 18  # up to 18 characters always fit int64; longer ones are checked one by one
 
 
 ARROW_BLOCK_BYTES = 1 << 20  # pyarrow's default; a longer record needs a larger block
@@ -117,7 +117,7 @@ def _column(values: pa.Array, column_type: str, non_finite: str
     missing = pc.equal(pc.binary_length(stripped), 0)
     if column_type == "int":
         good = pc.match_substring_regex(stripped, INT_PATTERN)
-        long = pc.and_(good, pc.greater(pc.binary_length(stripped), INT64_DIGITS + 1))
+        long = pc.and_(good, pc.greater(pc.binary_length(stripped), INT64_DIGITS))
         if pc.any(long).as_py():
             fits = [_fits_int64(v.encode()) if is_long else True
                     for v, is_long in zip(stripped.to_pylist(), long.to_pylist())]
@@ -133,7 +133,14 @@ def _column(values: pa.Array, column_type: str, non_finite: str
     bad = ~(good.to_numpy(zero_copy_only=False) | missing_np)
     usable = pa.array(~(bad | missing_np))
     safe = pc.if_else(usable, stripped, pa.scalar("0"))
+    if column_type == "int":  # Arrow's cast takes "-1" but not "+1"
+        safe = pc.replace_substring_regex(safe, r"^\+", "")
     typed = pc.cast(safe, batches.ITEM_TYPES[column_type])
+    if column_type == "float" and non_finite == "missing":  # 1e999: inf once a float32
+        overflow = ~pc.is_finite(typed).to_numpy(zero_copy_only=False) & ~(bad | missing_np)
+        if overflow.any():
+            missing_np = missing_np | overflow
+            usable = pa.array(~(bad | missing_np))
     return pc.if_else(usable, typed, pa.nulls(len(values), batches.ITEM_TYPES[column_type])), \
         missing_np, bad
 
