@@ -52,8 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Unknown arguments are Beam pipeline options. Exit codes: 0 published or "
                "already up to date, 2 config error, 3 too many rejected records, 4 drift.")
     refresh.add_argument("--config", required=True, help="path of the YAML config")
-    refresh.add_argument("--force", action="store_true",
-                         help="run and publish even if the latest run has this config and input")
+    refresh_mode = refresh.add_mutually_exclusive_group()
+    refresh_mode.add_argument("--force", action="store_true",
+                              help="run and publish even if the latest run has this config "
+                                   "and input")
+    refresh_mode.add_argument("--accept-drift", metavar="RUN_ID", default=None,
+                              help="after reviewing its drift report, publish the run the "
+                                   "drift gate blocked (runs nothing again)")
     refresh.add_argument("--log-level", default="WARNING")
     refresh.add_argument("--progress-interval", type=float, default=None)
     train = commands.add_parser(
@@ -94,6 +99,14 @@ def _resolved(config, run):
 def _refresh(args, beam_args) -> int:
     from beam_pipeline import drift, preprocess, refresh  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
+    if args.accept_drift is not None:
+        outcome = refresh.accept_drift(config, args.accept_drift)
+        breaches = outcome.drift_report and [c for c in outcome.drift_report["checks"]
+                                             if c.get("breached")]
+        print(f"beam_pipeline refresh: published run {outcome.run_id} with its drift "
+              f"accepted ({len(breaches or [])} breached checks: "
+              + ", ".join(f"{c['feature']} {c['check']}" for c in breaches or []) + ")")
+        return 0
     outcome = refresh.run(config, preprocess.pipeline_options(beam_args), args.force,
                           args.progress_interval)
     if outcome.status == "up_to_date":
@@ -104,7 +117,8 @@ def _refresh(args, beam_args) -> int:
         print(drift.format_report(outcome.drift_report))
     if outcome.status == "blocked":
         print(f"beam_pipeline refresh: run {outcome.run_id} NOT published: drift beyond the "
-              f"thresholds; report in its folder (drift.json, drift.txt)", file=sys.stderr)
+              f"thresholds; report in its folder (drift.json, drift.txt); to publish it "
+              f"after review: --accept-drift {outcome.run_id}", file=sys.stderr)
         return drift.EXIT_DRIFT
     print(f"beam_pipeline refresh: published run {outcome.run_id}")
     return 0

@@ -1,6 +1,7 @@
 """The scheduled refresh: a versioned run, checked, then published by moving "latest".
 
     beam-pipeline refresh --config CONFIG [--force] [beam options]
+    beam-pipeline refresh --config CONFIG --accept-drift RUN_ID   (publish a blocked run)
 
 Each refresh writes into OUTPUT/runs/<run id>/ (the usual outputs), with the tf.Transform
 analysis of each span (the input files' parent folder, e.g. a dated folder) cached under
@@ -9,6 +10,8 @@ the rejected-records gate, the drift gate against the published run, the manifes
 (written last: it marks the run complete), the LATEST pointer, retention. A run killed
 at any point leaves LATEST and every published run as they were; the next refresh
 removes the debris. The same config on the same input is not run again unless forced.
+A run the drift gate blocked stays complete under runs/; after review, `accept_drift`
+publishes it without running anything again.
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ from typing import Dict, List, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import drift, layout, pipeline, runs, sources, summary
-from beam_pipeline.config import Config, FOLDER_FORMATS
+from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS
 
 CACHE = "cache"
 
@@ -156,6 +159,63 @@ def run(config: Config, options, force: bool = False,
         for removed in runs.apply_retention(root, config.refresh.keep_last):
             logging.info("refresh: retention removed run %s", removed)
     return Outcome(run_id, status, run_summary, report)
+
+
+def accept_drift(config: Config, run_id: str) -> Outcome:
+    """Publishes run `run_id`, which the drift gate blocked, after an operator's review.
+
+    The run must be complete (have its manifest), have been blocked by drift, and have
+    been compared with the run that is still published (else its report is stale: run a
+    refresh instead). Its manifest is rewritten with status "published" and an
+    "accepted_drift" record (when, and the breaches accepted), then LATEST moves to it and
+    retention runs, as after a normal publish. Nothing is run again.
+
+    Raises:
+      ConfigError: any of the above does not hold (the message says which).
+    """
+    root = config.output.dir
+    if not runs.is_run_id(run_id):
+        raise ConfigError(f"--accept-drift: not a run id: {run_id!r} "
+                          "(expected YYYYMMDDTHHMMSSZ-xxxxxxxx)")
+    out = runs.run_dir(root, run_id)
+    manifest = runs.read_manifest(out)
+    if manifest is None:
+        complete = runs.complete_runs(root)
+        state = ("has no manifest (the run did not finish)" if FileSystems.exists(out)
+                 else "does not exist")
+        raise ConfigError(f"--accept-drift: run {run_id} under {root} {state}; complete "
+                          f"runs: {', '.join(complete) or 'none'}")
+    published = runs.latest(root)
+    if run_id == published:
+        raise ConfigError(f"--accept-drift: run {run_id} is already the published run")
+    # Accepted before, killed between its manifest and LATEST: publishing again finishes it.
+    resumed = manifest.get("status") == "published" and "accepted_drift" in manifest
+    if not resumed and (manifest.get("status") != "blocked"
+                        or not manifest.get("drift_breached")):
+        raise ConfigError(f"--accept-drift: run {run_id} was not blocked by drift (status "
+                          f"{manifest.get('status')!r}); only a run the drift gate blocked "
+                          "can be accepted")
+    if manifest.get("previous") != published:
+        raise ConfigError(f"--accept-drift: run {run_id} was compared with run "
+                          f"{manifest.get('previous')}, but the published run is now "
+                          f"{published}: its drift report is stale; run a refresh instead")
+    try:
+        with FileSystems.open(FileSystems.join(out, drift.REPORT_JSON)) as f:
+            report = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--accept-drift: run {run_id} has no readable "
+                          f"{drift.REPORT_JSON}: {e}") from None
+    if not resumed:
+        manifest["status"] = "published"
+        manifest["accepted_drift"] = {
+            "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "breaches": [{k: c.get(k) for k in ("feature", "check", "value", "threshold")}
+                         for c in report.get("checks", []) if c.get("breached")]}
+        runs.write_manifest(out, manifest)
+    runs.publish(root, run_id)
+    for removed in runs.apply_retention(root, config.refresh.keep_last):
+        logging.info("refresh: retention removed run %s", removed)
+    return Outcome(run_id, "published", None, report)
 
 
 def drift_thresholds(config: Config) -> Dict:

@@ -42,12 +42,12 @@ def _span(data_dir, name, index, seed=None):
                    check=True, capture_output=True)
 
 
-def _config(root, **refresh):
+def _config(root, features=None, **refresh):
     config = {
         "input": {"file_pattern": str(root / "data" / "*" / "part-*.csv")},
         "columns": COLUMNS, "label": {"column": "label"},
         "split": {"eval_fraction": 0.25, "key": "id"},
-        "features": FEATURES, "output": {"dir": str(root / "out")},
+        "features": features or FEATURES, "output": {"dir": str(root / "out")},
         # Each refresh adds a span (+50% rows), which the default row-count check would flag.
         # cat_mid and text have long tails: a new span of 400 rows brings many unseen
         # tokens, which is not drift at this sample size.
@@ -224,3 +224,84 @@ def test_a_killed_refresh_leaves_the_published_run_untouched(tmp_path, kill_afte
     # The debris of the killed run is gone: every run folder is complete.
     for run_id in os.listdir(tmp_path / "out" / "runs"):
         assert os.path.exists(tmp_path / "out" / "runs" / run_id / "MANIFEST.json"), run_id
+
+
+def _run_tree_digest(folder):
+    """`_tree_digest` without the manifest (accepting a run rewrites only that)."""
+    digest = hashlib.sha256()
+    for base, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            if name == "MANIFEST.json":
+                continue
+            path = os.path.join(base, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def test_identical_data_passes_the_gate_and_a_blocked_run_can_be_accepted(tmp_path):
+    from beam_pipeline import refresh
+    from beam_pipeline.config import ConfigError, load_config
+    for i, name in enumerate(SPANS[:2]):
+        _span(tmp_path / "data", name, i)
+    # Churn on for every vocabulary, the capped long-tailed cat_mid and text included, and
+    # cat_big cut at 100 tokens (its coverage is below 0.9: the old churn breached on it).
+    features = {**FEATURES, "cat_big": {"kind": "string_lookup", "max_tokens": 100}}
+    path = _config(tmp_path, features, drift={"defaults": {"row_count_change": 1.0}})
+    assert _cli(path).returncode == 0
+    first = _latest(tmp_path)
+    time.sleep(1)  # run ids have a resolution of one second
+    proc = _cli(path, "--force")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    second = _latest(tmp_path)
+    assert second != first
+    with open(tmp_path / "out" / "runs" / second / "drift.json") as f:
+        report = json.load(f)
+    assert not report["breached"]
+    neutral = {"mean_shift": 0.0, "missing_rate_change": 0.0, "vocabulary_churn": 0.0,
+               "row_count_change": 0.0, "variance_ratio": 1.0, "top_k_overlap": 1.0}
+    churns = {}
+    for check in report["checks"]:
+        if check["check"] in neutral and check["threshold"] is not None:
+            assert check["value"] == pytest.approx(neutral[check["check"]], abs=1e-9), check
+        if check["check"] == "vocabulary_churn":
+            churns[check["feature"]] = check["value"]
+    assert churns == {"cat_small": 0.0, "cat_mid": 0.0, "cat_big": 0.0, "int_cat": 0.0,
+                      "text": 0.0}
+    with open(tmp_path / "out" / "runs" / second / "run_summary.json") as f:
+        coverage = json.load(f)["statistics"]["vocabularies"]["cat_big"]["coverage"]
+    assert coverage < 0.9, coverage
+
+    # A drifted span: blocked; the operator reviews the report and accepts it.
+    _drifted_span(tmp_path / "data", SPANS[2], 2)
+    proc = _cli(path)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    (blocked,) = set(os.listdir(tmp_path / "out" / "runs")) - {first, second}
+    assert f"--accept-drift {blocked}" in proc.stderr
+    config = load_config(path)
+    for run_id, message in ((second, "already the published run"),
+                            (first, "not blocked by drift"),
+                            ("20990101T000000Z-deadbeef", "does not exist"),
+                            ("latest", "not a run id")):
+        with pytest.raises(ConfigError, match=message):
+            refresh.accept_drift(config, run_id)
+    assert _latest(tmp_path) == second
+    runs_before = sorted(os.listdir(tmp_path / "out" / "runs"))
+    digest = _run_tree_digest(tmp_path / "out" / "runs" / blocked)
+    proc = _cli(path, "--accept-drift", blocked)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"published run {blocked} with its drift accepted" in proc.stdout
+    assert _latest(tmp_path) == blocked
+    assert sorted(os.listdir(tmp_path / "out" / "runs")) == runs_before  # nothing run again
+    assert _run_tree_digest(tmp_path / "out" / "runs" / blocked) == digest
+    manifest = _manifest(tmp_path, blocked)
+    assert manifest["status"] == "published" and manifest["drift_breached"]
+    accepted = {(b["feature"], b["check"]) for b in manifest["accepted_drift"]["breaches"]}
+    assert {("f_normal", "mean_shift"), ("cat_small", "vocabulary_churn")} <= accepted
+    with pytest.raises(ConfigError, match="already the published run"):
+        refresh.accept_drift(config, blocked)
+    # An unfinished run (debris) cannot be accepted either.
+    os.makedirs(tmp_path / "out" / "runs" / "20990101T000000Z-deadbeef")
+    with pytest.raises(ConfigError, match="has no manifest"):
+        refresh.accept_drift(config, "20990101T000000Z-deadbeef")
