@@ -138,7 +138,12 @@ def _train(args) -> int:
 def _predict(args) -> int:
     import json  # pylint: disable=import-outside-toplevel
     from beam_pipeline import predict  # pylint: disable=import-outside-toplevel
-    lines = (json.dumps(p) for p in predict.predict(args.model, args.input))
+    try:
+        predictions = predict.predict(args.model, args.input)
+    except predict.ModelError as e:
+        print(f"beam-pipeline predict: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    lines = (json.dumps(p) for p in predictions)  # keys sorted by name, see predict.predict
     if args.output:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         with tf.io.gfile.GFile(args.output, "w") as f:

@@ -41,15 +41,43 @@ def _read_rows(path: str) -> Iterator[Dict]:
         yield from csv.DictReader(io.StringIO(text))
 
 
+class ModelError(ValueError):
+    """The --model folder is not a SavedModel with a `serving_raw` signature."""
+
+
+def load_raw_signature(model_dir: str):
+    """The `serving_raw` signature of the SavedModel in `model_dir`, or `ModelError`
+    naming the folder (and the signatures it has)."""
+    try:
+        model = tf.saved_model.load(model_dir)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"--model {model_dir}: not a loadable SavedModel ({first})") from None
+    if "serving_raw" not in model.signatures:
+        has = ", ".join(sorted(model.signatures)) or "none"
+        raise ModelError(
+            f"--model {model_dir}: no serving_raw signature (its signatures: {has}); predict "
+            "takes the serving export of `beam-pipeline train`, OUTPUT/model/serving")
+    return model, model.signatures["serving_raw"]
+
+
 def predict(model_dir: str, input_path: str) -> Iterator[Dict]:
-    """Yields one prediction dict per input row, in input order."""
-    model = tf.saved_model.load(model_dir)
-    serve = model.signatures["serving_raw"]
+    """One prediction dict per input row, in input order, keys sorted by name (the
+    signature's outputs come back in an order that changes between processes).
+
+    Loads the model and checks its `serving_raw` signature now (`ModelError`), then
+    reads and predicts lazily."""
+    model, serve = load_raw_signature(model_dir)
+    return _predictions(model, serve, input_path)
+
+
+def _predictions(model, serve, input_path: str) -> Iterator[Dict]:
+    # `model` is unused but held by this frame: the signature's variables live in it.
     specs = serve.structured_input_signature[1]
     rows = list(_read_rows(input_path))
     for start in range(0, len(rows), BATCH):
         outputs = serve(**{k: tf.constant(v) for k, v in
                            _column_arrays(rows[start:start + BATCH], specs).items()})
-        outputs = {k: v.numpy() for k, v in outputs.items()}
+        outputs = {k: outputs[k].numpy() for k in sorted(outputs)}
         for i in range(len(rows[start:start + BATCH])):
             yield {k: v[i].tolist() for k, v in outputs.items()}
