@@ -2,6 +2,7 @@
 
     beam-pipeline preprocess --config CONFIG [--overwrite] [beam pipeline options...]
     beam-pipeline refresh --config CONFIG [--force]  (versioned run, gates, atomic publish)
+    beam-pipeline refresh --config CONFIG --accept-drift RUN_ID  (publish a blocked run)
     beam-pipeline train --config CONFIG          (fits, evaluates, exports the serving model)
     beam-pipeline predict --model DIR --input FILE [--output FILE]
     beam-pipeline inspect OUTPUT [--records N]
