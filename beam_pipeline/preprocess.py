@@ -85,18 +85,31 @@ def pipeline_options(beam_args) -> PipelineOptions:
 
 def check_output(out: str, overwrite: bool) -> None:
     """Fails if the output folder already has content (unless told to replace it), or if
-    a local output folder cannot be written."""
+    a local output folder cannot be written.
+
+    Content is any file at any depth: a run killed mid-write leaves only folders (its
+    summary comes last), with Beam's `beam-temp-*` folders among them. `overwrite`
+    deletes all of it.
+    """
     if layout.is_local(out):
         existing = out
         while existing and not os.path.exists(existing):
             existing = os.path.dirname(existing)
         if existing and not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(f"output.dir: no permission to write under {existing}")
-    if FileSystems.exists(out) and FileSystems.match([FileSystems.join(out, "*")])[0].metadata_list:
+    # `*` would match the files directly under `out` only, and an object store has no
+    # folder to test for existence: list every file under it instead.
+    files = [m.path for m in FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list]
+    if files:
         if not overwrite:
             raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "
                               "pass --overwrite to replace it")
-        FileSystems.delete([out])
+        if layout.is_local(out):
+            FileSystems.delete([out])  # recursive: the folders go too
+        else:
+            # An object store deletes a folder's path only with a trailing "/" (gs://, s3://)
+            # or not at all; deleting the listed files works on every one.
+            FileSystems.delete(files)
 
 
 def preflight(config: Config, overwrite: bool) -> List[sources.Read]:
