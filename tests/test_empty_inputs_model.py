@@ -169,3 +169,27 @@ def test_train_guard_raises_on_a_nan_loss_during_fit():
     # An epoch loss history alone is enough, too.
     with pytest.raises(train_lib.NonFiniteError, match=r"loss per epoch"):
         train_lib.check_finite(model, history, None, ds, ds)
+
+
+def test_train_on_a_real_run_gives_empty_text_rows_feature_dependent_predictions(
+        pipeline_run, tmp_path):
+    """`train` end to end (its NaN guard included) on the shared run: eval rows with their
+    text replaced by padding only still get finite predictions that differ by row."""
+    import dataclasses
+    import shutil
+
+    from tests import reference
+    config, _ = pipeline_run
+    out = str(tmp_path / "out")
+    shutil.copytree(config.output.dir, out)
+    config = dataclasses.replace(
+        config, output=dataclasses.replace(config.output, dir=out),
+        model=ModelConfig(epochs=2, exclude_features=("id",), batch_size=64))
+    model, metrics = train_lib.train(config, verbose=0)
+    assert np.isfinite(metrics["eval"]["loss"])
+    rows = reference.read_transformed(out, "eval")
+    rows = {k: v[:64] for k, v in rows.items() if k in model.input}
+    rows["text"] = np.zeros_like(rows["text"])
+    out_empty = model.predict(rows, verbose=0).reshape(-1)
+    assert np.all(np.isfinite(out_empty))
+    assert np.unique(np.round(out_empty, 4)).size > 10, out_empty
