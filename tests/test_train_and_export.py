@@ -1,6 +1,7 @@
 """Training on the transformed data, and the exported model serving raw data with no skew."""
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -222,3 +223,19 @@ def test_saved_model_cli_runs_the_raw_signature(trained):
     probability = float(proc.stdout.split("Result for output key probability:")[1]
                         .strip().strip("[]").split()[0])
     assert 0.0 < probability < 1.0
+
+
+def test_predict_cli_on_the_export_prints_sorted_keys_the_same_every_call(trained, csv_dir,
+                                                                          tmp_path, capsys):
+    from beam_pipeline import cli
+    config, _, _ = trained
+    rows = tmp_path / "rows.csv"
+    reference.raw_frame(csv_dir).head(5).drop(columns=["label"]).to_csv(rows, index=False)
+    model_dir = os.path.join(config.output.dir, "model", "serving")
+    outputs = []
+    for _ in range(2):
+        assert cli.main(["predict", "--model", model_dir, "--input", str(rows)]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    lines = [json.loads(l) for l in outputs[0].splitlines()]
+    assert len(lines) == 5 and all(list(l) == ["class_id", "probability"] for l in lines)
