@@ -27,6 +27,8 @@ import numpy as np
 
 from beam_pipeline.sources.dead_letter import RAW_CAP, Reject
 
+HEAD = RAW_CAP + 1  # bytes kept of a record too large to hold: the dead letter shows it cut
+
 BOM = b"\xef\xbb\xbf"
 
 
@@ -245,7 +247,7 @@ def _lines(chunks: Iterator[bytes], file: str, fields: int = 0, delimiter: bytes
             if size > max_bytes:
                 head = b""
                 for piece in pending:  # the record's start, for the dead letter
-                    head += piece[:RAW_CAP - len(head)]
+                    head += piece[:HEAD - len(head)]
                 if on_header is not None:  # a header that long: the file is not read
                     yield 1, head, _too_large(file, 1, size, head, max_bytes, True)
                     return
@@ -272,8 +274,8 @@ def _lines(chunks: Iterator[bytes], file: str, fields: int = 0, delimiter: bytes
         for part in body.split(b"\n"):
             number += 1
             if len(part) - part.endswith(b"\r") > max_bytes:
-                yield number, part[:RAW_CAP], _too_large(
-                    file, number, len(part) - part.endswith(b"\r"), part[:RAW_CAP], max_bytes)
+                yield number, part[:HEAD], _too_large(
+                    file, number, len(part) - part.endswith(b"\r"), part[:HEAD], max_bytes)
             else:
                 yield number, part, None
     if skipped:
@@ -284,8 +286,8 @@ def _lines(chunks: Iterator[bytes], file: str, fields: int = 0, delimiter: bytes
         if on_header is not None:
             on_header(_strip_cr(last))
         elif len(last) > max_bytes:
-            yield number + 1, last[:RAW_CAP], _too_large(file, number + 1, len(last),
-                                                         last[:RAW_CAP], max_bytes)
+            yield number + 1, last[:HEAD], _too_large(file, number + 1, len(last),
+                                                         last[:HEAD], max_bytes)
         else:
             yield number + 1, last, None
 
