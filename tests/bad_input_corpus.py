@@ -161,7 +161,10 @@ def cases() -> List[Case]:
         Ok(b + 2, f"{b + 2},Infinity,1,a,n,0".encode()), Ok(b + 3)])
     add("required_value_missing", lambda b: _ok(b, 1)
         + [Bad(b",1.5,1,a,n,0", "missing_required")] + _ok(b + 1, 1))
-    add("optional_values_missing", lambda b: [Ok(b, f"{b},,,,,".encode()), Ok(b + 1)])
+    add("optional_values_missing", lambda b: [Ok(b, f"{b},,,,,{b % 2}".encode()), Ok(b + 1)])
+    # The label is never optional: a row without one is a dead letter, not class 0.
+    add("label_missing", lambda b: _ok(b, 1) + [Bad(f"{b + 1},1.5,1,a,n,".encode(),
+                                                     "missing_label")] + _ok(b + 2, 1))
     add("spaces_around_numbers", lambda b: [Ok(b, f" {b} , 1.5 ,3,a,n,1".encode())])
     add("gzip_valid", lambda b: _ok(b, 3), gzip=True)
     add("gzip_truncated", lambda b: _ok(b, 60), gzip=True, truncate=30)
