@@ -128,6 +128,7 @@ def test_eval_only_class_is_an_unseen_label_dead_letter(class_label_run):
     run = class_label_run
     unseen = [r for r in _rejects(run["out"]) if r["reason"] == "unseen_label"]
     assert sorted(r["raw"] for r in unseen) == ["zebra", "zebra"]
+    assert sorted(r["line"] for r in unseen) == [3, 5]  # the header is line 1
     assert all(r["file"].endswith("eval_only.csv") and "'zebra'" in r["detail"]
                for r in unseen)
     written_ids = set(np.concatenate([v["a"] for v in _written(run["out"]).values()]).tolist())

@@ -67,7 +67,7 @@ def _first_line(path: str, limit: int):
 
 
 class CsvReader:
-    """A CSV file path -> `(record batch, rejects)` pairs, streaming the file.
+    """A CSV file path -> `(record batch, rejects, each row's line)`, streaming the file.
 
     The file is read as bytes (gzip by its `.gz` name) and never held whole; with a header,
     each file's own header says where the declared columns are.
@@ -84,10 +84,13 @@ class CsvReader:
                     f, path, names, self._input.delimiter, self._input.header,
                     gzipped=path.endswith(".gz"),
                     max_record_bytes=self._input.max_record_bytes):
-                batch = None
+                batch, lines = None, []
                 if chunk is not None:
                     batch, bad_values = csv_values.to_record_batch(
                         chunk, path, self._columns, self._input.delimiter,
                         self._input.non_finite)
                     rejects = rejects + bad_values
-                yield batch, rejects
+                    # A record's line is where it starts, so lines name records uniquely.
+                    bad = {r.line for r in bad_values}
+                    lines = [n for n in chunk.lines if n not in bad]
+                yield batch, rejects, lines
