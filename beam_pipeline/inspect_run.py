@@ -81,6 +81,15 @@ def _format_value(value) -> str:
     return str(value)
 
 
+def _rejected(rows: Dict, out: str) -> str:
+    """The rejected count with its reasons and where the dead letters are, or "rejected 0"."""
+    rejected = rows.get("rejected", 0)
+    if not rejected:
+        return "rejected 0"
+    reasons = ", ".join(f"{r} {n:,}" for r, n in rows.get("rejected_by_reason", {}).items())
+    return f"rejected {rejected:,} ({reasons}; see {layout.rejected_pattern(out)})"
+
+
 def format_run(summary: Dict, out: str) -> str:
     """Config, rows, statistics, vocabularies and where each artifact is, as text."""
     lines = [f"run under {out}", f"  config: {summary['config']}",
@@ -88,7 +97,7 @@ def format_run(summary: Dict, out: str) -> str:
              f"  wall time: {summary['wall_seconds']} s"]
     rows = summary["rows"]
     lines.append(f"  rows read {rows['read']:,}; written " + ", ".join(
-        f"{s} {n:,}" for s, n in rows["written"].items()))
+        f"{s} {n:,}" for s, n in rows["written"].items()) + f"; {_rejected(rows, out)}")
     lines.append("  numeric statistics (train split):")
     for name, s in summary["statistics"]["numeric"].items():
         lines.append("    " + run_summary.numeric_line(name, s))

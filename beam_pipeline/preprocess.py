@@ -134,7 +134,7 @@ def _wait(result, options: PipelineOptions, reporter) -> None:
         try:
             result.wait_until_finish()
         finally:
-            reporter.finish()
+            reporter.finish(result)
         return
     job = getattr(result, "job_id", None)
     if callable(job):

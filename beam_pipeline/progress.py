@@ -7,16 +7,25 @@ a small file in a local progress folder at most twice a second, and a reporter t
 here sums those files: a progress bar on a terminal, periodic lines otherwise. Other
 runners run the steps on other machines; there the command prints the job's state (and,
 on Dataflow, its console address) instead.
+
+Rows read means what the run summary means: every record, valid or rejected. The last
+line takes its count from the finished job's counters, so it is the summary's "read",
+with the rejected count beside it; the estimate of the total counts every line of the
+input, rejected ones too. Lines before it count what the counting steps are given: the
+record batches, and the dead letters where the pipeline passes them through one too.
 """
 
+import json
+import logging
 import os
 import sys
 import threading
 import time
 import zlib
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -28,7 +37,8 @@ _WRITE_EVERY_SECONDS = 0.5
 
 
 class CountRows(beam.DoFn):
-    """Passes record batches through, counting their rows into `directory` (if local)."""
+    """Passes record batches or dead letters (a read's `rejected` output, JSON lines)
+    through, counting the records they hold into `directory` (if local)."""
 
     def __init__(self, stage: str, directory: Optional[str]):
         self._stage = stage
@@ -42,7 +52,10 @@ class CountRows(beam.DoFn):
                       if self._directory and layout.is_local(self._directory) else None)
 
     def process(self, batch):
-        self._rows += batch.num_rows
+        if isinstance(batch, pa.RecordBatch):
+            self._rows += batch.num_rows
+        else:  # a dead letter stands for `rows` records (default 1), as in the summary
+            self._rows += json.loads(batch).get("rows", 1)
         if self._path and time.monotonic() - self._written_at > _WRITE_EVERY_SECONDS:
             self._write()
         yield batch
@@ -116,21 +129,27 @@ class Reporter:
         self._thread.start()
         return self
 
-    def _line(self, stage: str, percent: float, rows: int, total: int, processed: int) -> str:
+    def _line(self, stage: str, percent: float, rows: int, total: int, processed: int,
+              rejected: int = 0) -> str:
         elapsed = time.time() - self._started
         rate = processed / elapsed if elapsed > 0 else 0.0
         left = (f", ~{_duration(elapsed * (100 - percent) / percent)} left"
                 if 0 < percent < 100 else "")
         about = "" if stage == "done" else "~"
+        rejects = f"{rejected:,} rejected; " if rejected else ""
         return (f"progress: {percent:5.1f}% {stage}: {rows:,} of {about}{total:,} rows read "
-                f"({self._files} files), {rate:,.0f} rows/s, elapsed {_duration(elapsed)}{left}")
+                f"({rejects}{self._files} files), {rate:,.0f} rows/s, "
+                f"elapsed {_duration(elapsed)}{left}")
 
-    def _report(self, final: bool = False) -> None:
+    def _report(self, final: bool = False, job_rows: Optional[Tuple[int, int]] = None) -> None:
         counts = read_counts(self._directory)
         total = max(self._total, counts["analyze"], counts["transform"], 1)
+        rejected = 0
         if final:
             stage, percent = "done", 100.0
-            rows = total = counts["transform"]
+            # The job's own count (the summary's) when it has one; else the rows counted here.
+            rows, rejected = job_rows if job_rows else (counts["transform"], 0)
+            total = rows
         else:
             stage = "transform and write" if counts["transform"] else (
                 "analyze" if counts["analyze"] else "starting")
@@ -140,7 +159,8 @@ class Reporter:
             percent = min(99.0, 100.0 * (counts["analyze"] + counts["transform"]) / (2 * total))
             percent = max(percent, self._last_percent)
         self._last_percent = percent
-        line = self._line(stage, percent, rows, total, counts["analyze"] + counts["transform"])
+        line = self._line(stage, percent, rows, total, counts["analyze"] + counts["transform"],
+                          rejected)
         if self._tty:
             bar = "#" * int(percent / 5)
             self._stream.write(f"\r[{bar:<20}] {line}" + ("\n" if final else ""))
@@ -152,8 +172,21 @@ class Reporter:
         while not self._stop.wait(self._interval):
             self._report()
 
-    def finish(self) -> None:
-        """Stops the thread and prints the 100% line."""
+    def finish(self, result=None) -> None:
+        """Stops the thread and prints the 100% line: with the finished job's `result`, its
+        rows read and rejected as the run summary counts them."""
         self._stop.set()
         self._thread.join()
-        self._report(final=True)
+        self._report(final=True, job_rows=_job_rows(result) if result is not None else None)
+
+
+def _job_rows(result) -> Optional[Tuple[int, int]]:
+    """`(read, rejected)` from a finished job's counters, or None if it has none."""
+    # Imported here: pipeline imports this module.
+    from beam_pipeline import pipeline, summary  # pylint: disable=import-outside-toplevel
+    try:
+        counters = pipeline.read_counters(result)
+    except Exception:  # pylint: disable=broad-except  (a failed job, a runner without metrics)
+        logging.debug("progress: no counters from the job", exc_info=True)
+        return None
+    return summary.rows_read(counters) if counters else None

@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow_transform as tft
@@ -95,6 +95,14 @@ def _label_distribution(counters: Dict[str, int]) -> Dict[str, Dict[str, int]]:
     return {s: dict(sorted(d.items(), key=lambda kv: int(kv[0]))) for s, d in out.items()}
 
 
+def rows_read(counters: Dict[str, int]) -> Tuple[int, int]:
+    """`(read, rejected)` from the job's counters: read is every record seen, the valid rows
+    (split and written) plus the rejected ones. The summary and the progress report agree
+    on it."""
+    rejected = counters.get("rows_rejected", 0)
+    return counters.get("rows_valid", 0) + rejected, rejected
+
+
 def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
                   seconds: float) -> Dict:
     """Assembles the run summary dict (see README, "Outputs") from the job's counters and
@@ -117,9 +125,8 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         "output": out,
         "wall_seconds": round(seconds, 2),
         "rows": {
-            # Every record seen: the valid rows, split and written, plus the rejected ones.
-            "read": counters.get("rows_valid", 0) + counters.get("rows_rejected", 0),
-            "rejected": counters.get("rows_rejected", 0),
+            "read": rows_read(counters)[0],
+            "rejected": rows_read(counters)[1],
             "rejected_by_reason": {name[len("rows_rejected_"):]: n
                                    for name, n in sorted(counters.items())
                                    if name.startswith("rows_rejected_")},

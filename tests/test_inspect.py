@@ -1,9 +1,16 @@
 """`beam-pipeline inspect`: the run's account, and raw rows next to values that match the output."""
 
-import numpy as np
+import contextlib
+import io
+import os
+import shutil
 
-from beam_pipeline import cli, inspect_run
+import numpy as np
+import pytest
+
+from beam_pipeline import cli, inspect_run, layout
 from tests import reference
+from tests.conftest import make_config, write_config
 
 
 def test_inspect_shows_rows_statistics_and_artifacts(pipeline_run, capsys):
@@ -35,3 +42,71 @@ def test_inspect_records_match_the_pipeline_output(pipeline_run, csv_dir):
             np.testing.assert_allclose(values[i], expected[key], rtol=1e-6, err_msg=key)
     text = inspect_run.format_records(rows, shown)
     assert f"text={inspect_run._format_value(shown['text'][0])}" in text  # pylint: disable=protected-access
+
+
+# Bad lines for a shard next to the conftest ones (header as theirs): 6 rejects in 1,506
+# records, under the default max_rejected_fraction of 1%.
+BAD_LINES = [
+    (b"9001,1.0,2,a", "wrong_field_count"),
+    (b"9002,1.0,2,a,b", "wrong_field_count"),
+    (b"9003,1.0,1.0,2.0,c0,m1,b1,1,some text,0,extra", "wrong_field_count"),
+    (b"9004,abc,1.0,2.0,c0,m1,b1,1,some text,0", "bad_float"),
+    (b"9005,1.0,x1,2.0,c0,m1,b1,1,some text,1", "bad_float"),
+    (b"9006,1.0,1.0,2.0,c0,m1,b1,seven,some text,1", "bad_int"),
+]
+
+
+@pytest.fixture(scope="module")
+def dirty_run(csv_dir, tmp_path_factory):
+    """The conftest job over its shards plus one of bad lines, in process, with the
+    progress lines (every 0.2 s) captured; returns (config, summary, progress lines)."""
+    from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path_factory.mktemp("dirty")
+    data = root / "csv"
+    shutil.copytree(csv_dir, data)
+    with open(os.path.join(csv_dir, "part-00000-of-00003.csv"), "rb") as f:
+        header = f.readline()
+    (data / "part-00003-bad.csv").write_bytes(
+        header + b"".join(line + b"\n" for line, _ in BAD_LINES))
+    config = load_config(write_config(root / "config.yaml",
+                                      make_config(str(data), str(root / "out"))))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        result = preprocess.run(config, preprocess.pipeline_options([]), progress_interval=0.2)
+    lines = [l for l in stderr.getvalue().splitlines() if l.startswith("progress:")]
+    return config, result, lines
+
+
+def test_progress_summary_and_inspect_agree_on_rows_read_with_rejects(dirty_run, capsys):
+    """Rows read is every record, rejected ones too, in the last progress line, the run
+    summary and `inspect` alike (progress used to count the valid rows only)."""
+    config, summary, lines = dirty_run
+    rows = summary["rows"]
+    reasons = {}
+    for _, reason in BAD_LINES:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    assert rows["rejected"] == len(BAD_LINES) and rows["rejected_by_reason"] == reasons
+    assert rows["read"] == 1500 + len(BAD_LINES) == sum(rows["written"].values()) + len(BAD_LINES)
+
+    assert len(lines) >= 2, lines
+    assert (f"done: {rows['read']:,} of {rows['read']:,} rows read "
+            f"({len(BAD_LINES)} rejected; 4 files)") in lines[-1], lines[-1]
+
+    assert cli.main(["inspect", config.output.dir]) == 0
+    text = capsys.readouterr().out
+    (line,) = [l for l in text.splitlines() if l.startswith("  rows read ")]
+    read, written, rejected = line.split("; ", 2)
+    assert read == f"  rows read {rows['read']:,}"
+    assert sorted(written.removeprefix("written ").split(", ")) == sorted(
+        f"{s} {n:,}" for s, n in rows["written"].items())
+    assert rejected == (f"rejected {len(BAD_LINES)} (bad_float 2, bad_int 1, "
+                        f"wrong_field_count 3; see {layout.rejected_pattern(config.output.dir)})")
+
+
+def test_inspect_shows_no_rejects_as_zero(pipeline_run, capsys):
+    config, summary = pipeline_run
+    assert summary["rows"]["rejected"] == 0
+    assert cli.main(["inspect", config.output.dir]) == 0
+    assert "; rejected 0\n" in capsys.readouterr().out
