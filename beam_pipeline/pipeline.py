@@ -110,9 +110,11 @@ def _train_rows(pipeline, reads, split_args, progress_dir):
     for read in reads:
         if read.split == "eval":
             continue  # nothing of it is analyzed
-        rows = (pipeline
-                | f"Read{read.name}ForAnalysis" >> ReadSource(read.items, read.reader)).batches
-        rows = rows | f"Progress{read.name}Analyze" >> beam.ParDo(
+        outputs = pipeline | f"Read{read.name}ForAnalysis" >> ReadSource(read.items, read.reader)
+        # Progress counts every record read, rejected ones too, as the summary does.
+        _ = outputs[REJECTED] | f"Progress{read.name}AnalyzeRejected" >> beam.ParDo(
+            progress.CountRows("analyze", progress_dir))
+        rows = outputs.batches | f"Progress{read.name}Analyze" >> beam.ParDo(
             progress.CountRows("analyze", progress_dir))
         parts.append(_split(rows, f"{read.name}ForAnalysis", read, split_args,
                             emit=("train",))["train"])
@@ -135,7 +137,8 @@ def _all_rows(pipeline, reads, split_args, progress_dir, label_classes=None,
         outputs = pipeline | f"Read{read.name}" >> ReadSource(
             read.items, read.reader, count_rejects=True, label_classes=label_classes,
             transform_fn_dir=transform_fn_dir)
-        rejected.append(outputs[REJECTED])
+        rejected.append(outputs[REJECTED] | f"Progress{read.name}Rejected" >> beam.ParDo(
+            progress.CountRows("transform", progress_dir)))
         rows = outputs.batches | f"Progress{read.name}" >> beam.ParDo(
             progress.CountRows("transform", progress_dir))
         tagged.append(rows | f"TagSplits{read.name}" >> beam.ParDo(
