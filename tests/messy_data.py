@@ -484,7 +484,7 @@ def write_messy_csv(folder: str, seed: int, rows: int = 2000,
     return MessyData(folder, files, big_field_bytes)
 
 
-def reshard(data: MessyData, folder: str, seed: int, count: int = 3) -> MessyData:
+def reshard(data: MessyData, folder: str, seed: int, count: int = 5) -> MessyData:
     """The same records (the declared columns' cells, unchanged) written again in another
     order, in `count` other shards, LF line ends, the declared header order, the last
     shard gzipped: a row's split must not depend on where it sits."""
