@@ -15,7 +15,6 @@ A pipeline run costs 5-15 s, so the example count is small and the examples are 
 
 import collections
 import contextlib
-import glob
 import io
 import json
 import os
