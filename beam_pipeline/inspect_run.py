@@ -36,16 +36,31 @@ def read_raw_rows(input_section: Dict, limit: int) -> List[Dict[str, str]]:
     rows: List[Dict[str, str]] = []
     for path in files:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            lines = (line.decode("utf-8-sig" if i == 0 else "utf-8", "replace")
+            lines = (_keep_bare_cr(line.decode("utf-8-sig" if i == 0 else "utf-8", "replace"))
                      for i, line in enumerate(iter(f.readline, b"")))
             reader = csv.reader(lines, delimiter=input_section["delimiter"])
+            positions = list(range(len(names)))
             if input_section["header"]:
-                next(reader, None)
+                # As the reader does: declared columns by header name, extra ones ignored.
+                header = [n.strip().strip('"').strip() for n in next(reader, [])]
+                positions = [header.index(n) if n in header else -1 for n in names]
             for cells in itertools.islice(reader, limit - len(rows)):
-                rows.append(dict(zip(names, cells)))
+                cells = [c.replace(_CR, "\r") for c in cells]
+                rows.append({n: cells[p] for n, p in zip(names, positions)
+                             if 0 <= p < len(cells)})
         if len(rows) >= limit:
             break
     return rows
+
+
+_CR = "\ue000"  # stands in for a bare CR, which csv would take for a record end
+
+
+def _keep_bare_cr(line: str) -> str:
+    """A line with its CRLF end as LF and any other CR hidden from csv (a bare CR is part
+    of a value for this project's reader)."""
+    body = line[:-2] + "\n" if line.endswith("\r\n") else line
+    return body.replace("\r", _CR)
 
 
 def _raw_tensors(rows: List[Dict[str, str]], columns: List[Dict]) -> Dict[str, tf.SparseTensor]:

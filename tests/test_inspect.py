@@ -110,3 +110,15 @@ def test_inspect_shows_no_rejects_as_zero(pipeline_run, capsys):
     assert summary["rows"]["rejected"] == 0
     assert cli.main(["inspect", config.output.dir]) == 0
     assert "; rejected 0\n" in capsys.readouterr().out
+
+
+def test_inspect_reads_raw_rows_by_header_name_and_keeps_bare_crs(tmp_path):
+    """Raw rows are matched to the declared columns by header name, as the reader does
+    (a reordered header with an extra column), and a bare CR stays inside its value."""
+    data = tmp_path / "part.csv"
+    data.write_bytes(b"text,extra,id\r\nhello\rworld,x,1\r\n\"two\nlines\",y,2\nplain,z,3\n")
+    section = {"file_pattern": str(data), "delimiter": ",", "header": True,
+               "columns": [{"name": "id", "type": "int"}, {"name": "text", "type": "string"}]}
+    rows = inspect_run.read_raw_rows(section, 5)
+    assert rows == [{"id": "1", "text": "hello\rworld"}, {"id": "2", "text": "two\nlines"},
+                    {"id": "3", "text": "plain"}]
