@@ -95,7 +95,8 @@ class TrainStatistics(beam.CombineFn):
         return {
             "numeric": {n: (_EMPTY, {}) for n in self._numeric},
             "categorical": {n: [0, 0] for n in self._categorical},
-            "text": {n: {} for n in self._text},
+            # per text column: [tokens in all, {tokens per row (capped): rows}]
+            "text": {n: [0, {}] for n in self._text},
         }
 
     def add_input(self, accumulator, batch: pa.RecordBatch):
@@ -118,15 +119,23 @@ class TrainStatistics(beam.CombineFn):
                           .as_py() or 0)
             counts[0] += present
             counts[1] += batch.num_rows - present
-        for name, lengths in accumulator["text"].items():
+        for name, text in accumulator["text"].items():
             column_name, mode = self._text[name]
             column = batch.column(batch.schema.get_field_index(column_name))
             texts = pc.fill_null(pc.list_element(
                 pc.if_else(pc.greater(pc.fill_null(pc.list_value_length(column), 0), 0),
                            column, pa.scalar([b""], column.type)), 0), b"")
             texts = standardize_text(pc.cast(texts, pa.large_string()), mode)
-            tokens = pc.list_value_length(pc.ascii_split_whitespace(texts)).to_numpy()
-            _add_counts(lengths, np.minimum(tokens, MAX_TOKENS_PER_ROW))
+            pieces = pc.ascii_split_whitespace(texts)
+            # Splitting "" or text ending in a space gives empty pieces, which are no token
+            # (tf.strings.split, and so Keras and the vocabulary, drops them).
+            words = pc.greater(pc.binary_length(pc.list_flatten(pieces)), 0)
+            tokens = np.bincount(
+                pc.list_parent_indices(pieces).to_numpy()[words.to_numpy(zero_copy_only=False)],
+                minlength=batch.num_rows)
+            text[0] += int(tokens.sum())
+            # The cap only bounds the histogram's buckets; the total above is exact.
+            _add_counts(text[1], np.minimum(tokens, MAX_TOKENS_PER_ROW))
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -140,9 +149,10 @@ class TrainStatistics(beam.CombineFn):
             for name, counts in accumulator["categorical"].items():
                 merged["categorical"][name][0] += counts[0]
                 merged["categorical"][name][1] += counts[1]
-            for name, lengths in accumulator["text"].items():
+            for name, (tokens, lengths) in accumulator["text"].items():
+                merged["text"][name][0] += tokens
                 for key, count in lengths.items():
-                    merged["text"][name][key] = merged["text"][name].get(key, 0) + count
+                    merged["text"][name][1][key] = merged["text"][name][1].get(key, 0) + count
         return merged
 
     def extract_output(self, accumulator) -> Dict:
@@ -155,10 +165,10 @@ class TrainStatistics(beam.CombineFn):
                 "sketch": [[*sketch_bounds(k), c] for k, c in sorted(sketch.items())],
             }
         text = {}
-        for name, lengths in accumulator["text"].items():
+        for name, (tokens, lengths) in accumulator["text"].items():
             text[name] = {
                 "rows": sum(lengths.values()),
-                "tokens": sum(k * c for k, c in lengths.items()),
+                "tokens": tokens,
                 "tokens_per_row": [[k, c] for k, c in sorted(lengths.items())],
             }
         return {
