@@ -19,15 +19,43 @@ rejected records (see `rejects`), 4 a refresh blocked by drift (see `drift`).
 import argparse
 import logging
 import os
+import re
 import sys
+import threading
 
-# TensorFlow's C++ start-up chatter hides the summary; users can set their own level.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from beam_pipeline import rejects  # noqa: E402
-from beam_pipeline.config import ConfigError, load_config  # noqa: E402
+# Nothing heavy is imported here: TensorFlow, tf.Transform and Beam take seconds to import
+# (`--help` would wait for them), so each command imports what it needs when it runs.
 
 EXIT_CONFIG_ERROR = 2
+
+# The start-up lines of TensorFlow's and XLA's C++ code (absl logging: oneDNN, cudart_stub,
+# cpu_feature_guard, "failed call to cuInit" on a machine without a GPU). They are written
+# to file descriptor 2 before absl::InitializeLog() is ever called, so TF_CPP_MIN_LOG_LEVEL
+# does not silence them (TensorFlow 2.21); the console script drops them instead, at the
+# default log level only (`--log-level debug` or your own TF_CPP_MIN_LOG_LEVEL keeps them).
+# F (fatal) lines are kept: they explain a crash.
+NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.+-]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
+    rb"compiler flags)")
+
+
+class _NeverRaised(Exception):
+    """Stands in for the exception class of a module not imported yet (so not raised)."""
+
+
+def _loaded(module: str, name: str):
+    """`module.name` if the module has been imported, else `_NeverRaised`: an `except`
+    clause naming it then needs no import of a heavy module that cannot have raised."""
+    mod = sys.modules.get(module)
+    return getattr(mod, name) if mod is not None else _NeverRaised
+
+
+def load_config(path):
+    """`beam_pipeline.config.load_config`, imported on first use (it imports TensorFlow)."""
+    from beam_pipeline.config import load_config as load  # pylint: disable=import-outside-toplevel
+    return load(path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,6 +118,7 @@ def _resolved(config, run):
     """The config pointed at the run to read: the latest published one, or `run`."""
     import dataclasses  # pylint: disable=import-outside-toplevel
     from beam_pipeline import runs  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
     try:
         out = runs.resolve(config.output.dir, run)
     except ValueError as e:
@@ -161,11 +190,16 @@ def _predict(args) -> int:
 def main(argv=None) -> int:
     """Entry point; returns the process exit code."""
     args, beam_args = _parser().parse_known_args(argv)
+    if args.log_level.upper() != "DEBUG":
+        # Before TensorFlow is first imported (below, lazily); a level set by the user wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command in ("preprocess", "refresh"):
+    if args.command in ("preprocess", "refresh") and beam_args:
         # Before the config is read: a misspelt Beam option (`--runer`) would otherwise be
-        # logged by Beam and ignored, and the job would run on the local runner.
+        # logged by Beam and ignored, and the job would run on the local runner. (Without
+        # Beam arguments there is nothing to check, and nothing heavy to import for it.)
         from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
         try:
             preprocess.check_beam_args(beam_args)
@@ -179,6 +213,7 @@ def main(argv=None) -> int:
             return _predict(args)
         if args.command == "inspect":
             from beam_pipeline import inspect_run, runs  # pylint: disable=import-outside-toplevel
+            from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
             try:
                 out = runs.resolve(args.output, args.run)
             except ValueError as e:
@@ -188,18 +223,67 @@ def main(argv=None) -> int:
         if args.command == "refresh":
             return _refresh(args, beam_args)
         config = load_config(args.config)
-        # Imported late: TensorFlow and Beam take seconds to import, --help should not.
         from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel
         result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite,
                                 args.progress_interval)
-    except ConfigError as e:
+    except _loaded("beam_pipeline.config", "ConfigError") as e:
         print(f"beam-pipeline: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    except rejects.TooManyRejected as e:
+    except _loaded("beam_pipeline.rejects", "TooManyRejected") as e:
         print(f"beam-pipeline: {e}", file=sys.stderr)
-        return rejects.EXIT_TOO_MANY_REJECTED
+        return sys.modules["beam_pipeline.rejects"].EXIT_TOO_MANY_REJECTED
     print(summary.format_summary(result))
     return 0
+
+
+class _NativeLogFilter:
+    """File descriptor 2 through a pipe that drops `NATIVE_LOG_LINE`s (the C++ libraries,
+    and Beam's worker processes, which inherit it, write there); Python's own `sys.stderr`
+    (progress, logging, warnings, tracebacks) goes straight to the original stderr, so a
+    terminal stays a terminal for it."""
+
+    def __init__(self):
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        sys.stderr = os.fdopen(os.dup(self._saved), "w", buffering=1,
+                               encoding=sys.stderr.encoding, errors=sys.stderr.errors)
+        self._thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, read):
+        pending = b""
+        while True:
+            chunk = os.read(read, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            # Lines end at \n, or at \r (a progress bar redrawn in place).
+            *lines, pending = re.split(rb"(?<=[\r\n])", pending)
+            kept = b"".join(l for l in lines if not NATIVE_LOG_LINE.match(l))
+            if kept:
+                os.write(self._saved, kept)
+        if pending and not NATIVE_LOG_LINE.match(pending):
+            os.write(self._saved, pending)
+        os.close(read)
+
+    def close(self):
+        """Back to the original stderr; what is still in the pipe is written out (worker
+        processes still holding the pipe would keep it open: waits 1 s at most)."""
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        self._thread.join(timeout=1.0)
+
+
+def _debug_requested(argv) -> bool:
+    for i, arg in enumerate(argv):
+        if arg == "--log-level" and i + 1 < len(argv):
+            return argv[i + 1].upper() == "DEBUG"
+        if arg.startswith("--log-level="):
+            return arg.split("=", 1)[1].upper() == "DEBUG"
+    return False
 
 
 def entry_point() -> None:
@@ -209,10 +293,17 @@ def entry_point() -> None:
     threads and native objects would add about 1.7 s to each command for nothing.
     Exceptions and --help exits still leave the normal way.
     """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
+    quiet = None
+    if not _debug_requested(sys.argv[1:]) and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        quiet = _NativeLogFilter()
+    try:
+        code = main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+    finally:
+        if quiet is not None:
+            quiet.close()
     os._exit(code or 0)
 
 

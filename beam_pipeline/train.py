@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import keras
@@ -180,14 +181,21 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
     if mc.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             patience=mc.early_stopping_patience, restore_best_weights=True))
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=mc.epochs,
-                        callbacks=callbacks, verbose=verbose)
-    if guard.bad is None:
-        predictions = model.predict(eval_ds, verbose=0)
-        check_finite(model, history, predictions, train_ds, eval_ds)
-    else:  # restore_best_weights may hide it: the run is bad either way
-        check_finite(model, history, None, train_ds, eval_ds, guard.bad)
-    evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
+    with warnings.catch_warnings():
+        # Keras cannot know the length of a TFRecord dataset before reading it once, so it
+        # warns "Your input ran out of data" at the first end of each split: that end is the
+        # split's expected end, not a dataset too short. (shuffle=False: the dataset
+        # shuffles its files and records itself; Keras ignores it for datasets and warns.)
+        warnings.filterwarnings("ignore", message="Your input ran out of data",
+                                category=UserWarning)
+        history = model.fit(train_ds, validation_data=eval_ds, epochs=mc.epochs,
+                            callbacks=callbacks, verbose=verbose, shuffle=False)
+        if guard.bad is None:
+            predictions = model.predict(eval_ds, verbose=0)
+            check_finite(model, history, predictions, train_ds, eval_ds)
+        else:  # restore_best_weights may hide it: the run is bad either way
+            check_finite(model, history, None, train_ds, eval_ds, guard.bad)
+        evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
     metrics = {
         "task": task, "classes": classes,
         "epochs_run": len(history.history["loss"]),
