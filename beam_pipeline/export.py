@@ -4,9 +4,12 @@ Signatures:
   serving_default(examples: string[None])  serialized tf.Example of RAW features (label
                                            optional, ignored) -> predictions
   serving_raw(<column>: [None] each)       named dense raw tensors, as JSON "instances"
-                                           requests carry them; NaN (float) or "" (string)
-                                           marks a missing value -> predictions
+                                           requests carry them; NaN (float), "" (string)
+                                           or the dtype's minimum, -2**63 (int64,
+                                           `MISSING_INT`), marks a missing value
+                                           -> predictions
   transform_features(examples)             -> the transformed features, for skew debugging
+  transform_raw(<column>: [None] each)     serving_raw's inputs -> the transformed features
 
 It loads with `tf.saved_model.load` in a process that imports only TensorFlow: the
 vocabularies are assets inside it.
@@ -25,6 +28,12 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+# A missing int cell in `serving_raw`: int64's minimum. Signature inputs cannot be optional,
+# so a per-value sentinel (as NaN for floats and "" for strings) keeps the signature one
+# tensor per column: existing callers, JSON "instances" and `saved_model_cli` send the same
+# tensors as before. The one cost: a real cell of -9223372036854775808 is served as missing.
+MISSING_INT = -2 ** 63
+
 
 def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
     """[batch] dense raw values -> the [batch, 1] VarLen SparseTensor tf.Transform expects."""
@@ -32,8 +41,8 @@ def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
         present = tf.not_equal(values, "")
     elif values.dtype.is_floating:
         present = tf.logical_not(tf.math.is_nan(values))
-    else:
-        present = tf.ones_like(values, dtype=tf.bool)
+    else:  # the dtype's minimum (MISSING_INT for int64)
+        present = tf.not_equal(values, tf.constant(values.dtype.min, values.dtype))
     rows = tf.where(present)[:, 0]
     return tf.SparseTensor(
         indices=tf.stack([rows, tf.zeros_like(rows)], axis=1),
@@ -90,13 +99,20 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     raw_signature = {name: tf.TensorSpec([None], raw_spec[name].dtype, name=name)
                      for name in feature_columns}
 
+    def sparse(columns):
+        return {name: _dense_to_sparse(columns[name]) for name in feature_columns}
+
     def serving_raw(columns):
-        return predict({name: _dense_to_sparse(columns[name]) for name in feature_columns})
+        return predict(sparse(columns))
+
+    def transform_raw(columns):
+        return {k: v for k, v in transform(sparse(columns)).items() if k != label}
 
     examples_spec = [tf.TensorSpec([None], tf.string, name="examples")]
     archive.add_endpoint("serving_default", serving_default, examples_spec)
     archive.add_endpoint("serving_raw", serving_raw, [raw_signature])
     archive.add_endpoint("transform_features", transform_features, examples_spec)
+    archive.add_endpoint("transform_raw", transform_raw, [raw_signature])
     archive.write_out(export_dir, verbose=False)
     save_keras(model, keras_path(export_dir))
 

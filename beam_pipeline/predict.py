@@ -15,7 +15,8 @@ BATCH = 1024
 
 
 def _column_arrays(rows: List[Dict], specs: Dict[str, tf.TensorSpec]) -> Dict[str, np.ndarray]:
-    """Rows -> one array per signature input; an absent or empty value is missing."""
+    """Rows -> one array per signature input; an absent, null or empty value is missing:
+    NaN, "" or, for an int column, the dtype's minimum (-2**63), as `serving_raw` reads them."""
     arrays = {}
     for name, spec in specs.items():
         values = [row.get(name) for row in rows]
@@ -24,9 +25,9 @@ def _column_arrays(rows: List[Dict], specs: Dict[str, tf.TensorSpec]) -> Dict[st
         elif spec.dtype.is_floating:
             arrays[name] = np.array([np.nan if v in (None, "") else float(v) for v in values],
                                     dtype=spec.dtype.as_numpy_dtype)
-        else:
-            arrays[name] = np.array([0 if v in (None, "") else int(v) for v in values],
-                                    dtype=spec.dtype.as_numpy_dtype)
+        else:  # the signature's missing int: the dtype's minimum (export.MISSING_INT)
+            arrays[name] = np.array([spec.dtype.min if v in (None, "") else int(v)
+                                     for v in values], dtype=spec.dtype.as_numpy_dtype)
     return arrays
 
 

@@ -26,6 +26,22 @@ def main(model_dir, requests_path, result_path):
         wrong_dtype_error = ""
     except tf.errors.InvalidArgumentError as e:
         wrong_dtype_error = str(e)
+    # Rows with missing int cells: tf.Examples without them, and named raw tensors with
+    # MISSING_INT ("missing_raw_*") or 0 ("zero_raw_*") in them.
+    more = {}
+    if "missing_examples" in requests.files:
+        missing = tf.constant(requests["missing_examples"])
+        more["missing_by_example"] = model.signatures["serving_default"](
+            examples=missing)["probability"].numpy()
+        for k, v in model.signatures["transform_features"](examples=missing).items():
+            more[f"missing_example_{k}"] = v.numpy()
+        for prefix in ("missing_raw_", "zero_raw_"):
+            inputs = {k[len(prefix):]: tf.constant(requests[k]) for k in requests.files
+                      if k.startswith(prefix)}
+            more[f"{prefix}probability"] = model.signatures["serving_raw"](
+                **inputs)["probability"].numpy()
+            for k, v in model.signatures["transform_raw"](**inputs).items():
+                more[prefix + k] = v.numpy()
     for module in ("tensorflow_transform", "beam_pipeline", "apache_beam"):
         assert module not in sys.modules, f"{module} was imported"
     np.savez(result_path,
@@ -33,7 +49,7 @@ def main(model_dir, requests_path, result_path):
              by_raw=by_raw["probability"].numpy(),
              edge_predictions=edge_predictions["probability"].numpy(),
              wrong_dtype_error=np.array(wrong_dtype_error),
-             **{f"edge_{k}": v.numpy() for k, v in edge.items()})
+             **{f"edge_{k}": v.numpy() for k, v in edge.items()}, **more)
 
 
 if __name__ == "__main__":

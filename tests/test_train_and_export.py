@@ -12,19 +12,27 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.config import ModelConfig
+from beam_pipeline.export import MISSING_INT
 from tests import reference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _example(row, with_label):
+FLOATS = ("f_normal", "f_uniform", "f_missing")
+INTS = ("id", "int_cat")
+STRINGS = ("cat_small", "cat_mid", "cat_big", "text")
+
+
+def _example(row, with_label, omit=()):
     feature = {}
-    for name in ("f_normal", "f_uniform", "f_missing"):
+    for name in FLOATS:
         if not np.isnan(row[name]):
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[row[name]]))
-    for name in ("id", "int_cat") + (("label",) if with_label else ()):
+    for name in INTS + (("label",) if with_label else ()):
+        if name in omit:
+            continue
         feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(row[name])]))
-    for name in ("cat_small", "cat_mid", "cat_big", "text"):
+    for name in STRINGS:
         feature[name] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[row[name].encode()]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -132,6 +140,21 @@ def test_a_model_keras_cannot_serialize_is_skipped_with_a_warning(tmp_path, capl
     assert not os.path.exists(path) and "not written" in caplog.text
 
 
+def _raw_arrays(frame):
+    """`serving_raw`'s inputs for the raw rows of `frame`."""
+    arrays = {name: frame[name].to_numpy(np.float32) for name in FLOATS}
+    arrays.update({name: frame[name].to_numpy(np.int64) for name in INTS})
+    arrays.update({name: frame[name].to_numpy(dtype=object).astype(bytes) for name in STRINGS})
+    return arrays
+
+
+def _missing_int_rows(csv_dir):
+    """Raw rows (no label) to serve with their int cells missing: 0 is not int_cat's
+    imputed value (a missing cell is OOV, -1's bucket, 0 another OOV bucket); id is a
+    passthrough and the int_cat crossing a hash of 0: both impute 0."""
+    return reference.raw_frame(csv_dir).head(6).drop(columns=["label"])
+
+
 @pytest.fixture(scope="module")
 def served(trained, csv_dir, tmp_path_factory):
     """The export served in a fresh TensorFlow-only process after the tft output is deleted."""
@@ -152,12 +175,18 @@ def served(trained, csv_dir, tmp_path_factory):
             "f_normal": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"1.5"]))}))
             .SerializeToString()], dtype=object),
     }
-    for name in ("f_normal", "f_uniform", "f_missing"):
-        requests[f"raw_{name}"] = raw[name].to_numpy(np.float32)
-    for name in ("id", "int_cat"):
-        requests[f"raw_{name}"] = raw[name].to_numpy(np.int64)
-    for name in ("cat_small", "cat_mid", "cat_big", "text"):
-        requests[f"raw_{name}"] = raw[name].to_numpy(dtype=object).astype(bytes)
+    requests.update({f"raw_{k}": v for k, v in _raw_arrays(raw).items()})
+    # Rows whose int cells are missing: as the training path sees them (a tf.Example without
+    # the features), through serving_raw (MISSING_INT), and with 0 instead.
+    missing = _missing_int_rows(csv_dir)
+    requests["missing_examples"] = np.array(
+        [_example(r, with_label=False, omit=INTS) for r in missing.to_dict("records")],
+        dtype=object)
+    for prefix, value in (("missing_raw_", MISSING_INT), ("zero_raw_", 0)):
+        arrays = _raw_arrays(missing)
+        for name in INTS:
+            arrays[name] = np.full(len(missing), value, np.int64)
+        requests.update({prefix + k: v for k, v in arrays.items()})
     np.savez(work / "requests.npz", **requests)
     for folder in ("transform_fn", "transformed_metadata", "metadata"):
         shutil.rmtree(os.path.join(out, folder))
@@ -179,6 +208,54 @@ def test_no_skew_between_training_path_and_served_raw_examples(served):
 def test_raw_tensor_signature_agrees_with_example_signature(served):
     _, _, result = served
     np.testing.assert_allclose(result["by_raw"], result["by_example"], atol=1e-6)
+
+
+def test_a_missing_int_through_serving_raw_is_imputed_as_in_training(served):
+    """serving_raw with MISSING_INT for int_cat and id (fresh TensorFlow-only process)
+    equals transform_features/serving_default on tf.Examples without those features."""
+    result = served[2]
+    names = [k[len("missing_example_"):] for k in result if k.startswith("missing_example_")]
+    assert {"int_cat", "id", "cat_small_x_int_cat"} <= set(names), names
+    for name in names:
+        np.testing.assert_allclose(result[f"missing_raw_{name}"],
+                                   result[f"missing_example_{name}"], atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(result["missing_raw_probability"], result["missing_by_example"],
+                               atol=1e-6)
+    # id's imputed value is 0 (passthrough); int_cat's is not: 0 serves as a real value.
+    assert (result["missing_raw_id"] == 0).all()
+    np.testing.assert_array_equal(result["zero_raw_id"], result["missing_raw_id"])
+    assert (result["zero_raw_int_cat"] != result["missing_raw_int_cat"]).all()
+    assert (result["zero_raw_probability"] != result["missing_raw_probability"]).all()
+
+
+def test_predict_serves_an_empty_int_cell_and_a_json_null_or_absent_value_as_missing(
+        trained, served, csv_dir, tmp_path):
+    from beam_pipeline import predict
+    config, _, _ = trained
+    result = served[2]
+    model_dir = os.path.join(config.output.dir, "model", "serving")
+    rows = _missing_int_rows(csv_dir).to_dict("records")
+
+    def cell(v):
+        return None if isinstance(v, float) and np.isnan(v) else v
+
+    header = list(rows[0])
+    csv_missing, csv_zero = tmp_path / "missing.csv", tmp_path / "zero.csv"
+    for path, value in ((csv_missing, ""), (csv_zero, 0)):
+        lines = [",".join(header)] + [",".join(
+            str(value) if k in INTS else ("" if cell(v) is None else str(v)) for k, v in r.items())
+            for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+    jsonl = tmp_path / "missing.jsonl"  # int_cat null, id absent
+    jsonl.write_text("".join(json.dumps(
+        {**{k: cell(v) for k, v in r.items() if k != "id"}, "int_cat": None}) + "\n"
+        for r in rows))
+    for path, expected in ((csv_missing, result["missing_by_example"]),
+                           (jsonl, result["missing_by_example"]),
+                           (csv_zero, result["zero_raw_probability"])):
+        got = [p["probability"] for p in predict.predict(model_dir, str(path))]
+        np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=path.name)
+    assert not np.allclose(result["zero_raw_probability"], result["missing_by_example"])
 
 
 def test_unseen_categories_map_to_oov(served):
@@ -213,16 +290,19 @@ def test_wrong_dtype_fails_with_a_clear_error(served):
 def test_saved_model_cli_runs_the_raw_signature(trained):
     config, _, _ = trained
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    exprs = ('f_normal=[1.0];f_uniform=[50.0];f_missing=[2.0];cat_small=["c0"];'
-             'cat_mid=["m1"];cat_big=["b9"];int_cat=[3];text=["ka lo"];id=[1]')
+    # The second row has its int cells missing (MISSING_INT), as a request can say it.
+    exprs = ('f_normal=[1.0,1.0];f_uniform=[50.0,50.0];f_missing=[2.0,2.0];'
+             'cat_small=["c0","c0"];cat_mid=["m1","m1"];cat_big=["b9","b9"];'
+             f'int_cat=[3,{MISSING_INT}];text=["ka lo","ka lo"];id=[1,{MISSING_INT}]')
     proc = subprocess.run(
         [cli, "run", "--dir", os.path.join(config.output.dir, "model", "serving"),
          "--tag_set", "serve", "--signature_def", "serving_raw", "--input_exprs", exprs],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    probability = float(proc.stdout.split("Result for output key probability:")[1]
-                        .strip().strip("[]").split()[0])
-    assert 0.0 < probability < 1.0
+    probabilities = [float(p) for p in proc.stdout.split("Result for output key probability:")[1]
+                     .strip().split("]")[0].strip("[").split()]
+    assert len(probabilities) == 2 and all(0.0 < p < 1.0 for p in probabilities), proc.stdout
+    assert probabilities[0] != probabilities[1]
 
 
 def test_predict_cli_on_the_export_prints_sorted_keys_the_same_every_call(trained, csv_dir,
