@@ -9,7 +9,15 @@
       rejected/rejected-00000-of-00001.jsonl        records that are not valid rows, and why
       run_summary.json                              rows, statistics, vocabularies
       report.html                                   the same, with plots, one self-contained page
+
+`preprocess --overwrite` over an output with content builds the new run beside it, in
+OUTPUT.staging-XXXXXXXX (the whole layout above), and puts it in place only once it is
+complete; on the local disk the old output is renamed to OUTPUT.replaced-XXXXXXXX for the
+instant between the two renames, then deleted. Both are siblings of OUTPUT, so OUTPUT itself
+never holds anything but one run.
 """
+
+import re
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
@@ -57,6 +65,31 @@ def run_summary_path(out: str) -> str:
 def is_local(path: str) -> bool:
     """Whether `path` is on this machine's file system (not gs:// or another store)."""
     return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+
+
+STAGING_MARK = ".staging-"
+REPLACED_MARK = ".replaced-"
+_TOKEN = r"[0-9a-f]{8}"
+
+
+def staging_dir(out: str, token: str) -> str:
+    """Where `--overwrite` builds the new run: a sibling of `out` (`token`: 8 hex digits)."""
+    return out.rstrip("/") + STAGING_MARK + token
+
+
+def replaced_dir(out: str, token: str) -> str:
+    """Where the local old output waits between the two renames of a publish."""
+    return out.rstrip("/") + REPLACED_MARK + token
+
+
+def sibling_kind(out: str, path: str):
+    """"staging" or "replaced" when `path` (a folder, or a file under one) is such a sibling
+    of `out`; None otherwise (so a user's own `out.staging-notes` is never touched)."""
+    base = re.escape(out.rstrip("/"))
+    for kind, mark in (("staging", STAGING_MARK), ("replaced", REPLACED_MARK)):
+        if re.match(base + re.escape(mark) + _TOKEN + r"(/|$)", path):
+            return kind
+    return None
 
 
 def temp_dir(out: str) -> str:

@@ -1,8 +1,12 @@
 """The `preprocess` job: checks, the Beam pipeline, then the run summary."""
 
+import dataclasses
 import difflib
+import glob
 import logging
 import os
+import secrets
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional
@@ -83,33 +87,126 @@ def pipeline_options(beam_args) -> PipelineOptions:
     return options
 
 
-def check_output(out: str, overwrite: bool) -> None:
+def _files(out: str) -> List[str]:
+    """Every file at any depth under `out` (`*` would match the files directly under it
+    only, and an object store has no folder to test for existence)."""
+    return [m.path for m in FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list]
+
+
+def check_output(out: str, overwrite: bool) -> bool:
     """Fails if the output folder already has content (unless told to replace it), or if
-    a local output folder cannot be written.
+    a local output folder cannot be written; returns whether it has content.
 
     Content is any file at any depth: a run killed mid-write leaves only folders (its
-    summary comes last), with Beam's `beam-temp-*` folders among them. `overwrite`
-    deletes all of it.
+    summary comes last), with Beam's `beam-temp-*` folders among them. Nothing is deleted
+    here: with `overwrite`, `run` builds the new run beside the old one and replaces all
+    of the old only once the new one is complete. `overwrite` first removes what earlier
+    `--overwrite` runs left beside `out` (see `clean_siblings`).
     """
+    if overwrite:
+        clean_siblings(out)
     if layout.is_local(out):
         existing = out
         while existing and not os.path.exists(existing):
             existing = os.path.dirname(existing)
         if existing and not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(f"output.dir: no permission to write under {existing}")
-    # `*` would match the files directly under `out` only, and an object store has no
-    # folder to test for existence: list every file under it instead.
-    files = [m.path for m in FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list]
+    files = _files(out)
+    if files and not overwrite:
+        raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "
+                          "pass --overwrite to replace it")
+    if files and layout.is_local(out):
+        parent = os.path.dirname(os.path.abspath(out.rstrip("/"))) or "."
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"output.dir: --overwrite builds the new run beside {out}, in "
+                              f"{parent}, and has no permission to write there")
+    return bool(files)
+
+
+def clean_siblings(out: str) -> List[str]:
+    """Removes what earlier `--overwrite` runs left beside `out`; returns what it removed.
+
+    A staging folder is a run killed before it was complete, or one the rejected-records
+    gate failed (kept to show its rejects until now). A local `replaced` folder is the
+    previous output of a run killed between its two renames: it is put back as `out` when
+    `out` is missing (else `out` is the newer complete run and it is deleted).
+    """
+    removed = []
+    if layout.is_local(out):
+        base = out.rstrip("/")
+        siblings = sorted(glob.glob(glob.escape(base) + layout.STAGING_MARK + "*")
+                          + glob.glob(glob.escape(base) + layout.REPLACED_MARK + "*"))
+        for path in siblings:
+            kind = layout.sibling_kind(out, path)
+            if kind is None or not os.path.isdir(path):
+                continue
+            if kind == "replaced" and not os.path.exists(base):
+                os.rename(path, base)
+                logging.warning("put back %s as %s (a run was killed while replacing it)",
+                                path, base)
+                continue
+            shutil.rmtree(path)
+            removed.append(path)
+        return removed
+    pattern = out.rstrip("/") + layout.STAGING_MARK + "*/**"
+    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list
+             if layout.sibling_kind(out, m.path) == "staging"]
     if files:
-        if not overwrite:
-            raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "
-                              "pass --overwrite to replace it")
-        if layout.is_local(out):
-            FileSystems.delete([out])  # recursive: the folders go too
-        else:
-            # An object store deletes a folder's path only with a trailing "/" (gs://, s3://)
-            # or not at all; deleting the listed files works on every one.
-            FileSystems.delete(files)
+        FileSystems.delete(files)
+        length = len(layout.staging_dir(out, "0" * 8))
+        removed.extend(sorted({f[:length] for f in files}))
+    return removed
+
+
+def _remove(folder: str) -> None:
+    """Deletes `folder` and everything under it (on an object store: its files)."""
+    if layout.is_local(folder):
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        return
+    files = _files(folder)
+    if files:
+        FileSystems.delete(files)
+
+
+def publish(staging: str, out: str) -> None:
+    """Puts the complete run in `staging` in the place of the run in `out`.
+
+    Local disk: `out` is renamed aside, `staging` renamed to `out`, the old one deleted;
+    `out` is missing only for the instant between the two renames (a kill in between is
+    repaired by the next `--overwrite`, see `clean_siblings`). Object stores (no rename of
+    a folder): every new file is copied into place, the run summary and report last, then
+    the old files the new run does not have are deleted, then the staged copies.
+    """
+    if layout.is_local(out):
+        base = out.rstrip("/")
+        aside = layout.replaced_dir(out, secrets.token_hex(4))
+        had_old = os.path.exists(base)
+        if had_old:
+            os.rename(base, aside)
+        try:
+            os.rename(staging, base)
+        except BaseException:
+            if had_old:
+                os.rename(aside, base)
+            raise
+        if had_old:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+    new = _files(staging)
+    prefix = staging.rstrip("/") + "/"
+    relative = [p[len(prefix):] for p in new]
+    targets = [FileSystems.join(out, r) for r in relative]
+    last = {layout.RUN_SUMMARY, os.path.basename(layout.report_path(""))}
+    for final in (False, True):
+        pairs = [(s, t) for s, t, r in zip(new, targets, relative) if (r in last) == final]
+        if pairs:
+            FileSystems.copy([s for s, _ in pairs], [t for _, t in pairs])
+    keep = set(targets)
+    stale = [p for p in _files(out) if p not in keep]
+    if stale:
+        FileSystems.delete(stale)
+    FileSystems.delete(new)
 
 
 def preflight(config: Config, overwrite: bool) -> List[sources.Read]:
@@ -155,9 +252,54 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
 
     Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
     output, the raw schema, the train statistics and `run_summary.json`.
+
+    With `overwrite` over an output that has content, the whole run is written to a
+    sibling staging folder (`layout.staging_dir`) and replaces the old output only once it
+    is complete (`publish`): a run that fails, is killed or fails the rejected-records
+    gate leaves the old output as it was. After a gate failure the staging folder is kept
+    (its summary, report and `rejected/`; no `data/` or `transform_fn/`) and named in the
+    message, until the next `--overwrite` run removes it.
     """
     started = time.time()
     reads = preflight(config, overwrite)
+    out = config.output.dir
+    if not (overwrite and _files(out)):
+        return _run(config, options, progress_interval, analysis_cache, reads, started)
+    staging = layout.staging_dir(out, secrets.token_hex(4))
+    staged = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=staging))
+    try:
+        run_summary = _run(staged, options, progress_interval, analysis_cache, reads, started,
+                           published_as=out)
+    except rejects.TooManyRejected as e:
+        raise rejects.TooManyRejected(
+            f"{e}\nThe previous output in {out} is unchanged. This run's summary, report and "
+            f"rejected records are in {staging} (removed by the next --overwrite run).") from None
+    except Exception:
+        # A pipeline error: nothing in the partial run explains more than the traceback.
+        _remove(staging)
+        raise
+    publish(staging, out)
+    logging.info("run summary written to %s", layout.run_summary_path(out))
+    return run_summary
+
+
+def _relocated(run_summary: Dict, staging: str, out: str) -> Dict:
+    """The summary with the paths of its output and artifacts under `out`, not `staging`."""
+    def move(value):
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith(staging):
+            return out.rstrip("/") + value[len(staging):]
+        return value
+    return {**run_summary, "output": move(run_summary["output"]),
+            "artifacts": move(run_summary["artifacts"])}
+
+
+def _run(config: Config, options: PipelineOptions, progress_interval: Optional[float],
+         analysis_cache: Optional[pipeline.AnalysisCache], reads: List[sources.Read],
+         started: float, published_as: Optional[str] = None) -> Dict:
+    """The job, writing under `config.output.dir`; a complete run's summary and report
+    name `published_as` (where `publish` will put the run) as its output, if given."""
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)
@@ -181,6 +323,8 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     try:
         rejects.check(run_summary["rows"], config.max_rejected_fraction, out)
         run_summary["status"] = "complete"
+        if published_as is not None:
+            run_summary = _relocated(run_summary, out, published_as)
     except rejects.TooManyRejected:
         # Keep what explains the failure (summary, report, rejected/), not what could be
         # trained on by mistake.
@@ -192,5 +336,6 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
         report.write_report(run_summary, statistics, out)
         if FileSystems.exists(temp_dir):
             FileSystems.delete([temp_dir])
-    logging.info("run summary written to %s", layout.run_summary_path(out))
+    if published_as is None:
+        logging.info("run summary written to %s", layout.run_summary_path(out))
     return run_summary

@@ -1,5 +1,6 @@
 """`--overwrite` over a run that crashed mid-write: the old outputs go, Beam's `beam-temp-*`
-debris included, on the local file system and on an object store (no folders)."""
+debris included, on the local file system and on an object store (no folders), once the
+new run (built beside them, see tests/test_overwrite_atomic.py) is complete."""
 
 import glob
 import json
@@ -86,7 +87,7 @@ def test_overwrite_after_a_crash_removes_beam_temp_debris(crashed_output, csv_di
 class _ObjectStore(FileSystem):
     """An object store over a local folder, as gs:// behaves: no folders (`exists` of a
     folder is False; deleting a folder's path without a trailing `/` deletes no object).
-    Only what `check_output` uses is implemented."""
+    Only what `check_output` and `publish` use is implemented."""
 
     ROOT = None
     PREFIX = "bptestobjects://"
@@ -125,23 +126,50 @@ class _ObjectStore(FileSystem):
             elif os.path.isfile(self._local(path)):
                 os.remove(self._local(path))
 
+    def copy(self, source_file_names, destination_file_names):
+        for source, destination in zip(source_file_names, destination_file_names):
+            os.makedirs(os.path.dirname(self._local(destination)), exist_ok=True)
+            shutil.copyfile(self._local(source), self._local(destination))
+
     def _unused(self, *args, **kwargs):
         raise NotImplementedError
 
-    mkdirs = create = open = copy = rename = size = last_updated = metadata = _unused
+    mkdirs = create = open = rename = size = last_updated = metadata = _unused
     checksum = _unused
 
 
+def _bucket_files(folder):
+    return sorted(os.path.relpath(os.path.join(d, n), folder)
+                  for d, _, names in os.walk(folder) for n in names)
+
+
 def test_overwrite_clears_an_object_store_output(pipeline_run, tmp_path, monkeypatch):
-    """On an object store the old files, debris included, are deleted file by file."""
+    """On an object store `check_output` deletes nothing any more (the old run stays until
+    the new one is complete); `publish` copies the new run's files into place, then deletes
+    the old files, debris included, file by file, then the staged copies."""
     bucket = tmp_path / "bucket"
     shutil.copytree(pipeline_run[0].output.dir, bucket / "out")
     _crash_debris(str(bucket / "out"))
+    stale = bucket / ("out" + layout.STAGING_MARK + "0123abcd")  # a killed --overwrite run
+    shutil.copytree(pipeline_run[0].output.dir, stale)
     monkeypatch.setattr(_ObjectStore, "ROOT", str(bucket))
     out = _ObjectStore.PREFIX + "out"
     assert not layout.is_local(out)
     with pytest.raises(ConfigError, match="is not empty"):
         preprocess.check_output(out, overwrite=False)
-    preprocess.check_output(out, overwrite=True)
-    assert [os.path.join(d, n) for d, _, names in os.walk(bucket) for n in names] == []
-    preprocess.check_output(out, overwrite=False)  # now empty: accepted
+    before = _bucket_files(bucket / "out")
+    assert preprocess.check_output(out, overwrite=True) is True
+    assert _bucket_files(bucket / "out") == before
+    assert not os.path.exists(stale) or _bucket_files(stale) == []  # stale staging removed
+
+    staging = layout.staging_dir(out, "4567cdef")
+    shutil.copytree(pipeline_run[0].output.dir, bucket / staging[len(_ObjectStore.PREFIX):])
+    preprocess.publish(staging, out)
+    assert _bucket_files(bucket / "out") == _bucket_files(pipeline_run[0].output.dir)
+    # (no debris file is left: the emulated bucket keeps empty local folders, a real one none)
+    for name in _bucket_files(pipeline_run[0].output.dir):
+        with open(bucket / "out" / name, "rb") as a, \
+                open(os.path.join(pipeline_run[0].output.dir, name), "rb") as b:
+            assert a.read() == b.read(), name
+    # Only the published run's files are left in the bucket.
+    assert _bucket_files(bucket) == ["out/" + n for n in _bucket_files(bucket / "out")]

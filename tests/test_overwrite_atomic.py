@@ -1,0 +1,140 @@
+"""`--overwrite` replaces the output only once the new run is complete: a run that fails the
+rejected-records gate or is killed leaves the previous output byte for byte, and a complete
+run leaves nothing of the old one."""
+
+import contextlib
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from beam_pipeline import cli, layout, preprocess, rejects
+from beam_pipeline.config import load_config
+from tests.conftest import make_config, write_config
+from tests.test_inspect import BAD_LINES
+
+EXE = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+
+
+def _digests(folder):
+    """sha256 of every file under `folder`, by relative path."""
+    digests = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+def _siblings(out):
+    return sorted(glob.glob(out + layout.STAGING_MARK + "*")
+                  + glob.glob(out + layout.REPLACED_MARK + "*"))
+
+
+@pytest.fixture
+def good_output(pipeline_run, tmp_path):
+    """A copy of a complete run's output folder; returns (root, out, its digests)."""
+    out = str(tmp_path / "out")
+    shutil.copytree(pipeline_run[0].output.dir, out)
+    digests = _digests(out)
+    assert layout.RUN_SUMMARY in digests and "transform_fn/saved_model.pb" in digests
+    return tmp_path, out, digests
+
+
+def test_a_gate_failure_leaves_the_previous_output_unchanged(good_output, csv_dir, capsys):
+    root, out, digests = good_output
+    data = root / "dirty"
+    shutil.copytree(csv_dir, data)
+    with open(os.path.join(csv_dir, "part-00000-of-00003.csv"), "rb") as f:
+        header = f.readline()
+    # 60 bad lines in 1,560 records: 3.8%, over the default limit of 1%.
+    (data / "part-00003-bad.csv").write_bytes(
+        header + b"".join(line + b"\n" for line, _ in BAD_LINES * 10))
+    path = write_config(root / "config.yaml", make_config(str(data), out))
+
+    assert cli.main(["preprocess", "--config", path, "--overwrite"]) == \
+        rejects.EXIT_TOO_MANY_REJECTED
+    message = capsys.readouterr().err
+    assert _digests(out) == digests
+    (kept,) = _siblings(out)
+    assert layout.sibling_kind(out, kept) == "staging"
+    assert f"The previous output in {out} is unchanged" in message, message
+    assert f"rejected records are in {kept}" in message, message
+    # The failed run's account is there, and nothing to train on by mistake.
+    with open(layout.run_summary_path(kept)) as f:
+        failed = json.load(f)
+    assert failed["status"] == "failed: too many rejected records"
+    assert failed["rows"]["rejected"] == len(BAD_LINES) * 10
+    assert glob.glob(layout.rejected_pattern(kept))
+    assert os.path.exists(layout.report_path(kept))
+    assert not any(os.path.exists(p) for p in layout.published_dirs(kept))
+
+    # The next --overwrite run removes the kept folder (here: refused before any run).
+    assert preprocess.check_output(out, overwrite=True) is True
+    assert _siblings(out) == [] and _digests(out) == digests
+
+
+def test_a_killed_overwrite_leaves_the_previous_output_and_the_next_one_cleans_up(
+        good_output, csv_dir):
+    root, out, digests = good_output
+    path = write_config(root / "config.yaml", make_config(csv_dir, out))
+    proc = subprocess.Popen([EXE, "preprocess", "--config", path, "--overwrite"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not _siblings(out) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        (staging,) = _siblings(out)
+        time.sleep(3)  # mid-pipeline: the run takes about 15 s
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert os.path.isdir(staging)
+    assert not os.path.exists(layout.run_summary_path(staging))  # killed before its end
+    assert _digests(out) == digests
+
+    config = load_config(path)
+    summary = preprocess.run(config, preprocess.pipeline_options([]), overwrite=True)
+    assert summary["status"] == "complete"
+    assert _siblings(out) == []
+    assert set(_digests(out)) == set(digests)
+
+
+def test_a_complete_overwrite_replaces_the_output_completely(good_output, csv_dir,
+                                                             pipeline_run):
+    root, out, digests = good_output
+    # Files only the old run has: a shard of another shard count, debris, a stray file.
+    for name in ("data/train/part-00000-of-00001" + layout.DATA_SUFFIX,
+                 "statistics/beam-temp-xyz/0a1b2c3d", "notes.txt"):
+        os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
+        with open(os.path.join(out, name), "w") as f:
+            f.write("old")
+    path = write_config(root / "config.yaml", make_config(csv_dir, out))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert cli.main(["preprocess", "--config", path, "--overwrite"]) == 0
+    after = _digests(out)
+    assert set(after) == set(digests)  # the new run's files, no file of the old one
+    assert _siblings(out) == []
+    with open(layout.run_summary_path(out)) as f:
+        written = json.load(f)
+    # The summary and report name the output, not the staging folder the run was built in.
+    assert written["status"] == "complete"
+    assert written["output"] == out
+    assert written["artifacts"]["transform_fn"] == os.path.join(out, "transform_fn")
+    assert written["artifacts"]["data"]["train"] == layout.data_pattern(out, "train")
+    with open(layout.report_path(out), encoding="utf-8") as f:
+        assert layout.STAGING_MARK not in f.read()
+    assert written["rows"] == pipeline_run[1]["rows"]
