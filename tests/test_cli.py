@@ -160,3 +160,67 @@ def test_progress_counts_the_records_of_batches_and_dead_letters(tmp_path):
     assert [x for item in [batch] + letters for x in count.process(item)] == [batch] + letters
     count.finish_bundle()
     assert progress.read_counts(str(tmp_path)) == {"analyze": 0, "transform": 3 + 1 + 4}
+
+
+# Start-up: no heavy imports for --help, no TensorFlow log lines at the default level ----------
+
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+NATIVE_LOG = re.compile(r"^[IWEF]\d{4} |cuInit|oneDNN|cpu_feature_guard|absl::InitializeLog",
+                        re.MULTILINE)
+CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
+
+
+def _quiet_env():
+    """The environment of a user who set no TensorFlow log level of their own."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")}
+
+
+def test_help_and_a_config_error_print_no_tensorflow_log_lines(csv_dir, tmp_path):
+    proc = subprocess.run([CONSOLE_SCRIPT, "--help"], capture_output=True, text=True,
+                          env=_quiet_env(), timeout=120)
+    assert proc.returncode == 0 and "preprocess" in proc.stdout, proc.stderr
+    assert not NATIVE_LOG.search(proc.stdout + proc.stderr), proc.stderr
+    config = make_config(csv_dir, str(tmp_path / "out"))
+    config["no_such_key"] = 1
+    path = write_config(tmp_path / "config.yaml", config)
+    proc = subprocess.run([CONSOLE_SCRIPT, "preprocess", "--config", path], capture_output=True,
+                          text=True, env=_quiet_env(), timeout=300)
+    assert proc.returncode == cli.EXIT_CONFIG_ERROR, proc.stderr
+    assert proc.stderr.splitlines() == [l for l in proc.stderr.splitlines()
+                                        if l.startswith("beam-pipeline: config error:")], \
+        proc.stderr
+    assert "no_such_key" in proc.stderr and not NATIVE_LOG.search(proc.stdout), proc.stdout
+    # --log-level debug shows TensorFlow's own lines again.
+    proc = subprocess.run([CONSOLE_SCRIPT, "preprocess", "--config", path, "--log-level",
+                           "debug"], capture_output=True, text=True, env=_quiet_env(),
+                          timeout=300)
+    assert proc.returncode == cli.EXIT_CONFIG_ERROR and NATIVE_LOG.search(proc.stderr)
+
+
+def _modules_after(code):
+    """The heavy libraries in `sys.modules` after `code` ran in a fresh interpreter."""
+    report = ("\nimport sys\nprint('\\n' + ' '.join(m for m in ('tensorflow', "
+              "'tensorflow_transform', 'apache_beam') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True,
+                         env=_quiet_env(), timeout=300, check=True)
+    return out.stdout.splitlines()[-1].split()  # the last line: --help prints before it
+
+
+def test_the_cli_and_help_import_no_tensorflow_nor_beam():
+    assert _modules_after("import beam_pipeline.cli") == []
+    assert _modules_after("from beam_pipeline import cli\ntry:\n    cli.main(['--help'])\n"
+                          "except SystemExit:\n    pass") == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "config.py imports beam_pipeline.features, whose kind modules import TensorFlow and "
+    "tf.Transform at module level (and apache_beam.io.filesystems, ~1.8 s by itself): a "
+    "config error still costs those imports. Remove this mark once they are imported lazily."))
+def test_loading_a_config_imports_no_tensorflow(csv_dir, tmp_path):
+    path = write_config(tmp_path / "config.yaml", make_config(csv_dir, str(tmp_path / "out")))
+    loaded = _modules_after(f"from beam_pipeline import cli\ncli.load_config({path!r})")
+    assert "tensorflow" not in loaded and "tensorflow_transform" not in loaded, loaded
