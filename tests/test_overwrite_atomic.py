@@ -138,3 +138,21 @@ def test_a_complete_overwrite_replaces_the_output_completely(good_output, csv_di
     with open(layout.report_path(out), encoding="utf-8") as f:
         assert layout.STAGING_MARK not in f.read()
     assert written["rows"] == pipeline_run[1]["rows"]
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_overwrite(tmp_path):
+    """Killed after the old output was renamed aside and before the new one took its place:
+    the next --overwrite puts the old one back, removes the staging folder, and leaves a
+    folder that only looks like a sibling (not 8 hex digits) alone."""
+    out = str(tmp_path / "out")
+    aside = layout.replaced_dir(out, "89abcdef")
+    staging = layout.staging_dir(out, "01234567")
+    mine = out + layout.STAGING_MARK + "notes"
+    for folder in (aside, staging, mine):
+        os.makedirs(os.path.join(folder, "data"))
+        with open(os.path.join(folder, layout.RUN_SUMMARY), "w") as f:
+            f.write(folder)
+    assert preprocess.check_output(out, overwrite=True) is True
+    with open(layout.run_summary_path(out)) as f:
+        assert f.read() == aside
+    assert _siblings(out) == [mine]
