@@ -28,6 +28,7 @@ from typing import Dict, List, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import drift, layout, pipeline, runs, sources, summary
+from beam_pipeline import report as html_report
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS
 
 CACHE = "cache"
@@ -143,6 +144,9 @@ def run(config: Config, options, force: bool = False,
                                _vocabularies(previous, run_config),
                                _vocabularies(out, run_config), drift_thresholds(config))
         drift.write_report(report, out)
+        # The run's report.html, written before the gate ran, again with the Drift section.
+        html_report.write_report(run_summary, pipeline.read_statistics(
+            layout.statistics_path(out)), out, drift_report=report, previous=published)
     status = "blocked" if report and report["breached"] else "published"
     runs.write_manifest(out, {
         "run_id": run_id, "fingerprint": fingerprint, "status": status,

@@ -7,7 +7,7 @@ the run summary, so tests (and scripts) can read the report back exactly.
 import base64
 import html
 import io
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -25,6 +25,8 @@ td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f4f4f4; } td.name { text-align: left; font-weight: bold; }
 .feature { display: inline-block; vertical-align: top; margin: 0 1.5em 1.5em 0; }
 img { max-width: 480px; }
+tr.breach td { background: #fbe3e3; color: #a40000; font-weight: bold; }
+p.breach { color: #a40000; font-weight: bold; } p.passed { color: #2a7a2a; font-weight: bold; }
 """
 
 
@@ -162,13 +164,71 @@ def _text_section(summary: Dict, statistics: Dict) -> str:
     return "".join(parts)
 
 
-def render(summary: Dict, statistics: Dict) -> str:
-    """The report page for a run summary and its train statistics (statistics/train.json)."""
+# The drift gate's check kinds whose threshold is a minimum (drift.MINIMUM_CHECKS; not
+# imported: drift reads vocabularies with tf.Transform, the report needs none of that).
+_MINIMUM_CHECKS = ("top_k_overlap",)
+
+
+def _threshold_cell(key: str, check: Dict) -> str:
+    threshold = check.get("threshold")
+    if threshold is None:
+        shown = "off" if check["check"] not in ("added", "removed") else "–"
+    else:
+        bound = "≥" if check["check"] in _MINIMUM_CHECKS else "≤"
+        shown = f"{bound} {threshold:,.6g}"
+    return (f'<td data-key="{html.escape(key)}" data-value="{html.escape(repr(threshold))}">'
+            f"{html.escape(shown)}</td>")
+
+
+def _drift_section(drift_report: Optional[Dict], previous: Optional[str]) -> str:
+    """The drift gate's verdict and every check (breaches first and highlighted), for a
+    run compared with a published one (`drift.compare`'s report, as in drift.json)."""
+    if not drift_report:
+        return ""
+    s = drift_report.get("summary", {})
+    breached = bool(drift_report.get("breached"))
+    verdict = "breached" if breached else "passed"
+    against = f" against run {html.escape(previous)}" if previous else ""
+    text = (f'<h2>Drift</h2><p class="{"breach" if breached else "passed"}" '
+            f'data-key="drift.verdict" data-value="{html.escape(repr(verdict))}">Drift gate'
+            f"{against}: {'BREACHED' if breached else 'passed'} ({s.get('breached', 0)} of "
+            f"{s.get('checks', 0)} checks breached"
+            + (f", {s['disabled']} off" if s.get("disabled") else "") + ")"
+            + (". A breach blocks the publish: the run stays unpublished until its drift is "
+               "accepted (refresh --accept-drift)" if breached else "") + "</p>")
+    rows = []
+    for c in sorted(drift_report.get("checks", []), key=lambda c: not c.get("breached")):
+        key = f"drift.{c['feature']}.{c['check']}"
+        if c["check"] in ("added", "removed"):
+            status = c["check"]
+        elif c.get("threshold") is None:
+            status = "off"
+        else:
+            status = "BREACH" if c.get("breached") else "ok"
+        row_class = ' class="breach"' if c.get("breached") else ""
+        rows.append(
+            f"<tr{row_class}>"
+            f'<td data-key="{html.escape(key)}.status" data-value="{html.escape(repr(status))}">'
+            f"{html.escape(status)}</td>"
+            f'<td class="name">{html.escape(str(c["feature"]))}</td>'
+            f'<td class="name">{html.escape(str(c["check"]))}</td>'
+            + _cell(f"{key}.value", c.get("value"), "{:,.4g}")
+            + _threshold_cell(f"{key}.threshold", c)
+            + f'<td class="name">{html.escape(c.get("note") or c.get("kind") or "")}</td></tr>')
+    return text + _table(["status", "feature", "check", "value", "threshold", "note"], rows)
+
+
+def render(summary: Dict, statistics: Dict, drift_report: Optional[Dict] = None,
+           previous: Optional[str] = None) -> str:
+    """The report page for a run summary and its train statistics (statistics/train.json);
+    with a "Drift" section when `drift_report` (drift.json's contents) is given, from the
+    comparison with the published run `previous`."""
     title = f"beam_pipeline run: {summary['output']}"
     body = "".join([
         f"<h1>{html.escape(title)}</h1>",
         f"<p>config {html.escape(str(summary['config']))}; input "
         f"{html.escape(', '.join(i['file_pattern'] or i['directory'] for i in summary['input']['inputs']))}; {summary['wall_seconds']} s</p>",
+        _drift_section(drift_report, previous),
         _rows_section(summary), _labels_section(summary),
         _numeric_section(summary, statistics), _vocabulary_section(summary),
         _text_section(summary, statistics),
@@ -177,9 +237,10 @@ def render(summary: Dict, statistics: Dict) -> str:
             f"</title><style>{_STYLE}</style></head><body>{body}</body></html>")
 
 
-def write_report(summary: Dict, statistics: Dict, out: str) -> str:
-    """Writes `OUTPUT/report.html`; returns its path."""
+def write_report(summary: Dict, statistics: Dict, out: str, drift_report: Optional[Dict] = None,
+                 previous: Optional[str] = None) -> str:
+    """Writes `OUTPUT/report.html` (see `render`); returns its path."""
     path = layout.report_path(out)
     with FileSystems.create(path) as f:
-        f.write(render(summary, statistics).encode("utf-8"))
+        f.write(render(summary, statistics, drift_report, previous).encode("utf-8"))
     return path

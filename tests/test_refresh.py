@@ -163,6 +163,35 @@ def test_same_input_again_is_not_run_or_published_again(incremental):
     assert _tree_digest(run_dir) == before
 
 
+def _report_drift(run_dir):
+    """The Drift section of the run's report.html: ({data-key: value}, {(feature, check)
+    of the highlighted rows})."""
+    import ast
+    import re
+    from tests.test_report import _Collect
+    with open(os.path.join(run_dir, "report.html"), encoding="utf-8") as f:
+        page = f.read()
+    parser = _Collect()
+    parser.feed(page)
+    values = {k: float(v) if v in ("inf", "-inf") else ast.literal_eval(v)
+              for k, v in parser.values.items() if k.startswith("drift.")}
+    highlighted = set(re.findall(r'<tr class="breach"><td[^>]*>BREACH</td>'
+                                 r'<td class="name">([^<]*)</td><td class="name">([^<]*)</td>',
+                                 page))
+    return values, highlighted
+
+
+def _assert_report_shows(run_dir, drift_report):
+    values, highlighted = _report_drift(run_dir)
+    assert values["drift.verdict"] == ("breached" if drift_report["breached"] else "passed")
+    for c in drift_report["checks"]:
+        key = f"drift.{c['feature']}.{c['check']}"
+        assert values[f"{key}.value"] == c["value"], key
+        assert values[f"{key}.threshold"] == c["threshold"], key
+    assert highlighted == {(c["feature"], c["check"]) for c in drift_report["checks"]
+                           if c["breached"]}
+
+
 def _drifted_span(data_dir, name, index):
     _span(data_dir, name, index, seed=900)
     path = next((data_dir / name).glob("part-*.csv"))
@@ -190,6 +219,13 @@ def test_drift_blocks_the_publish_and_a_clean_span_is_published(tmp_path):
         report = json.load(f)
     breached = {c["feature"] for c in report["checks"] if c.get("breached")}
     assert {"f_normal", "cat_small"} <= breached
+    # The run's report.html has the gate's verdict and table, breaches highlighted.
+    _assert_report_shows(tmp_path / "out" / "runs" / blocked_id, report)
+    values, highlighted = _report_drift(tmp_path / "out" / "runs" / blocked_id)
+    assert values["drift.verdict"] == "breached"
+    assert {("f_normal", "mean_shift"), ("cat_small", "vocabulary_churn")} <= highlighted
+    # The first run was compared with nothing: no Drift section.
+    assert _report_drift(tmp_path / "out" / "runs" / published)[0] == {}
     # The drifted span replaced by a clean one: published.
     for name in os.listdir(tmp_path / "data" / SPANS[2]):
         os.remove(tmp_path / "data" / SPANS[2] / name)
@@ -259,6 +295,7 @@ def test_identical_data_passes_the_gate_and_a_blocked_run_can_be_accepted(tmp_pa
     with open(tmp_path / "out" / "runs" / second / "drift.json") as f:
         report = json.load(f)
     assert not report["breached"]
+    _assert_report_shows(tmp_path / "out" / "runs" / second, report)
     neutral = {"mean_shift": 0.0, "missing_rate_change": 0.0, "vocabulary_churn": 0.0,
                "row_count_change": 0.0, "variance_ratio": 1.0, "top_k_overlap": 1.0}
     churns = {}
