@@ -115,3 +115,41 @@ def test_report_lists_top_rejection_reasons(pipeline_run):
     parser.feed(report.render(summary, statistics))
     assert parser.values["rejected.wrong field count"] == "2"
     assert parser.values["rows.rejected"] == "3"
+
+
+def test_report_has_a_drift_section_only_for_a_compared_run(pipeline_run):
+    import json
+    from beam_pipeline import report
+    config, summary = pipeline_run
+    with open(os.path.join(config.output.dir, "statistics", "train.json")) as f:
+        statistics = json.load(f)
+    assert "<h2>Drift</h2>" not in report.render(summary, statistics)
+    drift_report = {"breached": True, "summary": {"checks": 3, "breached": 2, "disabled": 1},
+                    "checks": [
+                        {"feature": "rows", "check": "row_count_change", "value": 0.25,
+                         "threshold": 0.5, "breached": False},
+                        {"feature": "f_normal", "check": "mean_shift", "value": 18.712345678,
+                         "threshold": 0.5, "breached": True},
+                        {"feature": "cat_small", "check": "top_k_overlap", "value": 0.3,
+                         "threshold": 0.5, "breached": True},
+                        {"feature": "id", "check": "variance_ratio", "value": float("inf"),
+                         "threshold": None, "breached": False},
+                        {"feature": "new_col", "check": "added", "kind": "numeric",
+                         "value": None, "threshold": None, "breached": False}]}
+    page = report.render(summary, statistics, drift_report, "20261128T030000Z-1a2b3c4d")
+    parser = _Collect()
+    parser.feed(page)
+    values = parser.values
+    assert values["drift.verdict"] == "'breached'"
+    assert "against run 20261128T030000Z-1a2b3c4d: BREACHED (2 of 3 checks breached" in page
+    assert values["drift.f_normal.mean_shift.value"] == "18.712345678"
+    assert values["drift.f_normal.mean_shift.threshold"] == "0.5"
+    assert values["drift.f_normal.mean_shift.status"] == "'BREACH'"
+    assert values["drift.cat_small.top_k_overlap.status"] == "'BREACH'"
+    assert values["drift.rows.row_count_change.status"] == "'ok'"
+    assert values["drift.id.variance_ratio.status"] == "'off'"
+    assert values["drift.new_col.added.status"] == "'added'"
+    # Breaches first, highlighted; the minimum check shows its bound as such.
+    assert page.count('<tr class="breach">') == 2
+    assert page.index("f_normal</td>") < page.index(">rows</td>")
+    assert "≥ 0.5" in page and "≤ 0.5" in page
