@@ -180,7 +180,9 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
         for reason, mask in reasons:
             for i in np.flatnonzero(mask & ~bad_any):
                 value = values[int(i)].as_py().decode("utf-8", "backslashreplace")
-                problems[int(i)] = (reason, f"column {column.name!r}: {_describe(reason, value, column)}")
+                problems[int(i)] = (reason, batches.describe_missing(column)
+                                    if reason == column.missing_reason else
+                                    f"column {column.name!r}: {_describe(reason, value)}")
             bad_any |= mask
         typed[column.name] = result
     keep = ~bad_any
@@ -190,11 +192,7 @@ def to_record_batch(chunk: Chunk, file: str, columns: Sequence, delimiter: str,
     return batch, rejects
 
 
-def _describe(reason: str, value: str, column) -> str:
-    if reason == "missing_label":
-        return "the label is missing (a training row needs one; label.fill_value opts out)"
-    if reason == "missing_required":
-        return "a required value is missing"
+def _describe(reason: str, value: str) -> str:
     if reason == "bad_float" and value.strip():
         return f"{value!r} is not a finite number" if value.strip().lower().lstrip("+-") in (
             "nan", "inf", "infinity") else f"{value!r} is not a number"
