@@ -232,7 +232,7 @@ _ALTERNATE = """
     while n < 200000:
         runs.publish(root, (a, b)[n % 2])
         n += 1
-        if n % 100 == 0 and __import__("os").path.exists(stop):
+        if __import__("os").path.exists(stop):
             break
     print(n)
 """
@@ -249,18 +249,23 @@ def test_latest_is_never_torn_while_publishing(tmp_path):
         deadline = time.time() + 60
         while runs.latest(root) == a and time.time() < deadline:
             pass
+        # Read until both runs have been seen several times (bounded in time,
+        # not in reads: on a busy machine the writer may flip only rarely).
         seen = {a: 0, b: 0}
-        for _ in range(5000):
+        reads = 0
+        deadline = time.time() + 60
+        while (reads < 5000 or min(seen.values()) < 20) and time.time() < deadline:
             got = runs.latest(root)
             assert got in (a, b), f"read {got!r}"
             seen[got] += 1
+            reads += 1
             assert runs.resolve(root) in (runs.run_dir(root, a), runs.run_dir(root, b))
     finally:
         open(stop, "w").close()
         out, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err
-    assert int(out) > 100, "the writer barely ran while the reader read"
-    assert seen[a] and seen[b], seen  # the reads overlapped the flips
+    assert int(out) > 2, "the writer barely ran while the reader read"
+    assert min(seen.values()) >= 20, seen  # the reads overlapped many flips
     assert not [n for n in os.listdir(root) if ".tmp-" in n]
 
 
