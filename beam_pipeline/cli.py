@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 def _resolved(config, run):
     """The config pointed at the run to read: the latest published one, or `run`."""
     import dataclasses  # pylint: disable=import-outside-toplevel
-    from beam_pipeline import runs  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.refresh import runs  # pylint: disable=import-outside-toplevel
     from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
     try:
         out = runs.resolve(config.output.dir, run)
@@ -127,7 +127,8 @@ def _resolved(config, run):
 
 
 def _refresh(args, beam_args) -> int:
-    from beam_pipeline import drift, preprocess, refresh  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.refresh import drift, job as refresh  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess
     config = load_config(args.config)
     if args.accept_drift is not None:
         outcome = refresh.accept_drift(config, args.accept_drift)
@@ -155,7 +156,7 @@ def _refresh(args, beam_args) -> int:
 
 
 def _train(args) -> int:
-    from beam_pipeline import train  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.serving import train  # pylint: disable=import-outside-toplevel
     config = _resolved(load_config(args.config), args.run)
     _, metrics = train.train(config)
     print(f"beam_pipeline train: {metrics['task']}, {metrics['epochs_run']} epochs; eval "
@@ -167,7 +168,7 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     import json  # pylint: disable=import-outside-toplevel
-    from beam_pipeline import predict  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     try:
         predictions = predict.predict(args.model, args.input)
     except predict.ModelError as e:
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         # Before the config is read: a misspelt Beam option (`--runer`) would otherwise be
         # logged by Beam and ignored, and the job would run on the local runner. (Without
         # Beam arguments there is nothing to check, and nothing heavy to import for it.)
-        from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+        from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
         try:
             preprocess.check_beam_args(beam_args)
         except preprocess.UnknownPipelineOption as e:
@@ -212,7 +213,8 @@ def main(argv=None) -> int:
         if args.command == "predict":
             return _predict(args)
         if args.command == "inspect":
-            from beam_pipeline import inspect_run, runs  # pylint: disable=import-outside-toplevel
+            from beam_pipeline.outputs import inspect_run  # pylint: disable=import-outside-toplevel
+            from beam_pipeline.refresh import runs
             from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
             try:
                 out = runs.resolve(args.output, args.run)
@@ -223,15 +225,16 @@ def main(argv=None) -> int:
         if args.command == "refresh":
             return _refresh(args, beam_args)
         config = load_config(args.config)
-        from beam_pipeline import preprocess, summary  # pylint: disable=import-outside-toplevel
+        from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
+        from beam_pipeline.outputs import summary
         result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite,
                                 args.progress_interval)
     except _loaded("beam_pipeline.config", "ConfigError") as e:
         print(f"beam-pipeline: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    except _loaded("beam_pipeline.rejects", "TooManyRejected") as e:
+    except _loaded("beam_pipeline.outputs.rejects", "TooManyRejected") as e:
         print(f"beam-pipeline: {e}", file=sys.stderr)
-        return sys.modules["beam_pipeline.rejects"].EXIT_TOO_MANY_REJECTED
+        return sys.modules["beam_pipeline.outputs.rejects"].EXIT_TOO_MANY_REJECTED
     print(summary.format_summary(result))
     return 0
 

@@ -135,7 +135,7 @@ class Refresh:
     """The `refresh:` section: how many runs to keep, and the drift gate's thresholds."""
 
     keep_last: int = 5
-    drift: Any = None  # beam_pipeline.drift.parse_thresholds's result
+    drift: Any = None  # beam_pipeline.refresh.drift.parse_thresholds's result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,7 +423,7 @@ TOP_LEVEL_KEYS = ("input", "columns", "label", "split", "features", "output",
 
 
 def _parse_refresh(raw) -> Refresh:
-    from beam_pipeline import drift  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.refresh import drift  # pylint: disable=import-outside-toplevel
     section = _section(raw, "refresh", required=False)
     _check_keys(section, ("keep_last", "drift"), "refresh")
     keep_last = _take(section, "keep_last", "refresh", int, 5)

@@ -362,7 +362,7 @@ def child_main(name, rows, workdir):
 def read_assets_vocabulary(output_dir, name, integer=False):
     """beam_pipeline's vocabulary `name` as [(token, count)], read as the project reads it."""
     import tensorflow_transform as tft
-    from beam_pipeline.summary import read_vocabulary
+    from beam_pipeline.outputs.summary import read_vocabulary
     path = tft.TFTransformOutput(output_dir).vocabulary_file_by_name(name)
     return [(e["token"], e["count"]) for e in read_vocabulary(path, integer=integer)]
 

@@ -86,7 +86,7 @@ def csv_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pipeline_run(csv_dir, tmp_path_factory):
     """One in-process run of the preprocessing job; returns (config, summary)."""
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
 
     root = tmp_path_factory.mktemp("run")
@@ -150,7 +150,7 @@ def messy_csv_dir(messy_data):
 
 def run_messy(data_dir, root, **overrides):
     """One in-process run of the default-path config; returns (config, summary)."""
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     path = write_config(root / "config.yaml",
                         messy_config(data_dir, str(root / "out"), **overrides))

@@ -30,7 +30,7 @@ def _config(data_pattern, out, **input_options):
 
 def _run(root, name, files):
     """Writes `files` under root/name and runs the job in-process; returns (out, summary)."""
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     data = root / name
     data.mkdir()
@@ -173,7 +173,7 @@ def test_too_many_rejects_fail_with_exit_code_and_reasons(tmp_path):
 
 def test_rejects_within_the_threshold_pass(dirty):
     """The gate's arithmetic: at or below the limit passes, above fails with the top reasons."""
-    from beam_pipeline import rejects
+    from beam_pipeline.outputs import rejects
     out, summary, _ = dirty
     rows = summary["rows"]
     share = rows["rejected"] / rows["read"]
@@ -186,7 +186,7 @@ def test_rejects_within_the_threshold_pass(dirty):
 
 
 def test_a_file_without_its_header_fails_before_the_pipeline(tmp_path):
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import ConfigError, load_config
     (tmp_path / "good.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(1) + b"\n")
     (tmp_path / "headless.csv").write_bytes(corpus.line(2) + b"\n")
@@ -196,7 +196,7 @@ def test_a_file_without_its_header_fails_before_the_pipeline(tmp_path):
 
 
 def test_an_output_folder_with_another_run_fails_before_the_pipeline(dirty, tmp_path):
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import ConfigError, load_config
     (tmp_path / "d.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(1) + b"\n")
     path = write_config(tmp_path / "c.yaml", _config(str(tmp_path / "d.csv"), dirty[0]))
@@ -206,7 +206,7 @@ def test_an_output_folder_with_another_run_fails_before_the_pipeline(dirty, tmp_
 
 def test_unreadable_input_and_unwritable_output_fail_before_the_pipeline(tmp_path, monkeypatch):
     """Permissions (the tests run as root, who may read anything: os.access is stubbed)."""
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import ConfigError, load_config
     (tmp_path / "a.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(1) + b"\n")
     (tmp_path / "b.csv").write_bytes(corpus.HEADER + b"\n" + corpus.line(2) + b"\n")

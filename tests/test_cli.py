@@ -126,7 +126,7 @@ def test_an_invalid_value_of_a_beam_option_fails_before_anything_runs(monkeypatc
 def test_known_beam_options_pass_through(monkeypatch, capsys):
     from apache_beam.options.pipeline_options import (DirectOptions, SetupOptions,
                                                       StandardOptions)
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import ConfigError
     beam_args = ["--runner", "FnApiRunner", "--direct_num_workers=2", "--save_main_session",
                  "--direct_running_mode", "multi_processing", "--experiments=a", "--experiments",
@@ -152,7 +152,7 @@ def test_known_beam_options_pass_through(monkeypatch, capsys):
 def test_progress_counts_the_records_of_batches_and_dead_letters(tmp_path):
     """A counting step given a read's dead letters counts the records they stand for."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    from beam_pipeline import progress  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import progress  # pylint: disable=import-outside-toplevel
     count = progress.CountRows("transform", str(tmp_path))
     count.setup()
     batch = pa.RecordBatch.from_arrays([pa.array([1, 2, 3])], ["x"])

@@ -227,7 +227,7 @@ def test_header_names_lose_bom_quotes_and_spaces():
 # Preflight and config --------------------------------------------------------------------
 
 def _preflight(tmp_path, files, **input_options):
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     data = tmp_path / "data"
     data.mkdir()
@@ -368,7 +368,7 @@ def _files():
 def real_run(tmp_path_factory):
     """One run: input[0] data/*.csv with headers (default max_record_bytes), input[1]
     nohead/*.csv without headers and max_record_bytes 1 MiB."""
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     root = tmp_path_factory.mktemp("real_data")
     for name, content in _files().items():

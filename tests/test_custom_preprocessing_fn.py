@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from beam_pipeline import preprocess
+from beam_pipeline.job import preprocess
 from beam_pipeline.config import load_config
 from tests import reference
 from tests.conftest import EVAL_FRACTION, make_config, write_config

@@ -1,4 +1,4 @@
-"""beam_pipeline.drift: the drift gate's checks, thresholds and report files.
+"""beam_pipeline.refresh.drift: the drift gate's checks, thresholds and report files.
 
 Fast: no pipelines. Run summaries are built here from synthetic data with numpy, so the
 expected values are computed independently of the module's formulas.
@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from beam_pipeline import drift
+from beam_pipeline.refresh import drift
 
 N = 5000
 # object dtype: a fixed-width string array would cut longer tokens assigned later.

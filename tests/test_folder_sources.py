@@ -39,7 +39,8 @@ def _make(root, kind):
 
 
 def _run(root, kind, features):
-    from beam_pipeline import preprocess, train
+    from beam_pipeline.job import preprocess
+    from beam_pipeline.serving import train
     from beam_pipeline.config import ModelConfig, load_config
     data, bad = _make(root, kind)
     config = {
@@ -180,7 +181,8 @@ def test_exported_model_takes_raw_files_and_matches_training_path(run, column, r
 
 def test_thousands_of_small_files_are_read_in_small_groups(tmp_path):
     """1,500 files: every one becomes a row, and no work item holds more than 64 files."""
-    from beam_pipeline import preprocess, sources
+    from beam_pipeline import sources
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     from beam_pipeline.sources import folder_files
     data = tmp_path / "many"

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from beam_pipeline import cli, inspect_run, layout
+from beam_pipeline import cli
+from beam_pipeline.outputs import inspect_run, layout
 from tests import reference
 from tests.conftest import make_config, write_config
 
@@ -60,7 +61,7 @@ BAD_LINES = [
 def dirty_run(csv_dir, tmp_path_factory):
     """The conftest job over its shards plus one of bad lines, in process, with the
     progress lines (every 0.2 s) captured; returns (config, summary, progress lines)."""
-    from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
     from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
 
     root = tmp_path_factory.mktemp("dirty")

@@ -392,7 +392,7 @@ class KerasReference:
 @pytest.fixture(scope="module")
 def parity_run(tmp_path_factory):
     """The CSV, and one in-process pipeline run over it."""
-    from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
     from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
 
     root = tmp_path_factory.mktemp("parity")
@@ -473,7 +473,7 @@ def ours(parity_run, rows, tft_output, transform_layer):
 
 
 def vocabulary(tft_output, name, integer=False):
-    from beam_pipeline.summary import read_vocabulary  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.outputs.summary import read_vocabulary  # pylint: disable=import-outside-toplevel
     return read_vocabulary(tft_output.vocabulary_file_by_name(name), integer=integer)
 
 

@@ -24,7 +24,7 @@ SPLIT_BUCKETS = 10_000
 
 
 def _run(root, config):
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     path = write_config(os.path.join(root, "config.yaml"), config)
     return preprocess.run(load_config(path), preprocess.pipeline_options([]))

@@ -66,7 +66,7 @@ class Run:
 
     def vocabulary(self, name, integer=False):
         import tensorflow_transform as tft
-        from beam_pipeline.summary import read_vocabulary
+        from beam_pipeline.outputs.summary import read_vocabulary
         path = tft.TFTransformOutput(self.out).vocabulary_file_by_name(name)
         return read_vocabulary(path, integer=integer)
 

@@ -9,7 +9,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, SetupOptions,
                                                   StandardOptions, WorkerOptions)
 
-from beam_pipeline import pipeline, preprocess
+from beam_pipeline.job import pipeline, preprocess
 from beam_pipeline.config import load_config
 from tests.conftest import REPO, make_config, write_config
 
@@ -63,6 +63,6 @@ def test_sdist_contains_the_package(tmp_path):
     (sdist,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for module in ("setup.py", "pyproject.toml", "beam_pipeline/pipeline.py",
+    for module in ("setup.py", "pyproject.toml", "beam_pipeline/job/pipeline.py",
                    "beam_pipeline/features/lookup.py", "beam_pipeline/sources/csv.py"):
         assert module in names, module

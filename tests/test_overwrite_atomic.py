@@ -16,7 +16,9 @@ import time
 
 import pytest
 
-from beam_pipeline import cli, layout, preprocess, rejects
+from beam_pipeline import cli
+from beam_pipeline.outputs import layout, rejects
+from beam_pipeline.job import preprocess
 from beam_pipeline.config import load_config
 from tests.conftest import make_config, write_config
 from tests.test_inspect import BAD_LINES

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from apache_beam.io.filesystem import FileMetadata, FileSystem
 
-from beam_pipeline import layout, preprocess
+from beam_pipeline.outputs import layout
+from beam_pipeline.job import preprocess
 from beam_pipeline.config import ConfigError, load_config
 from tests.conftest import make_config, write_config
 

@@ -60,7 +60,8 @@ def _config(root, features=None, **refresh):
 
 
 def _refresh_in_process(path, force=False):
-    from beam_pipeline import preprocess, refresh
+    from beam_pipeline.job import preprocess
+    from beam_pipeline.refresh import job as refresh
     from beam_pipeline.config import load_config
     return refresh.run(load_config(path), preprocess.pipeline_options([]), force)
 
@@ -71,7 +72,7 @@ def _cli(path, *args, timeout=600):
 
 
 def _latest(root):
-    from beam_pipeline import runs
+    from beam_pipeline.refresh import runs
     return runs.latest(str(root / "out"))
 
 
@@ -125,7 +126,7 @@ def test_incremental_refresh_analyzes_only_the_new_span(incremental):
 
 
 def test_incremental_refresh_equals_a_full_one(incremental, full):
-    from beam_pipeline import summary as summary_lib
+    from beam_pipeline.outputs import summary as summary_lib
     import tensorflow_transform as tft
     root, _, _, second = incremental
     full_root, full_outcome = full
@@ -251,7 +252,7 @@ def test_a_killed_refresh_leaves_the_published_run_untouched(tmp_path, kill_afte
     proc.wait()
     assert _latest(tmp_path) == published
     assert _tree_digest(tmp_path / "out" / "runs" / published) == digest
-    from beam_pipeline import runs
+    from beam_pipeline.refresh import runs
     assert runs.resolve(str(tmp_path / "out")) == str(tmp_path / "out" / "runs" / published)
     proc = _cli(path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -277,7 +278,7 @@ def _run_tree_digest(folder):
 
 
 def test_identical_data_passes_the_gate_and_a_blocked_run_can_be_accepted(tmp_path):
-    from beam_pipeline import refresh
+    from beam_pipeline.refresh import job as refresh
     from beam_pipeline.config import ConfigError, load_config
     for i, name in enumerate(SPANS[:2]):
         _span(tmp_path / "data", name, i)

@@ -104,7 +104,7 @@ def test_report_numbers_equal_the_run_summary(rendered, pipeline_run):
 def test_report_lists_top_rejection_reasons(pipeline_run):
     import copy
     import json
-    from beam_pipeline import report
+    from beam_pipeline.outputs import report
     config, summary = pipeline_run
     with open(os.path.join(config.output.dir, "statistics", "train.json")) as f:
         statistics = json.load(f)
@@ -119,7 +119,7 @@ def test_report_lists_top_rejection_reasons(pipeline_run):
 
 def test_report_has_a_drift_section_only_for_a_compared_run(pipeline_run):
     import json
-    from beam_pipeline import report
+    from beam_pipeline.outputs import report
     config, summary = pipeline_run
     with open(os.path.join(config.output.dir, "statistics", "train.json")) as f:
         statistics = json.load(f)

@@ -1,4 +1,4 @@
-"""beam_pipeline.runs: run ids, fingerprints, the manifest, the LATEST pointer, cleanup.
+"""beam_pipeline.refresh.runs: run ids, fingerprints, the manifest, the LATEST pointer, cleanup.
 
 Fast: no pipelines. The atomicity tests run writers in subprocesses (one read against
 while it publishes, one killed with SIGKILL mid-loop) and check what a reader sees.
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from beam_pipeline import runs
+from beam_pipeline.refresh import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -226,7 +226,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
 
 _ALTERNATE = """
     import sys, time
-    from beam_pipeline import runs
+    from beam_pipeline.refresh import runs
     root, a, b, stop = sys.argv[1:]
     n = 0
     while n < 200000:
@@ -272,7 +272,7 @@ def test_latest_is_never_torn_while_publishing(tmp_path):
 _REFRESH_LOOP = """
     import os, sys
     from datetime import datetime, timedelta, timezone
-    from beam_pipeline import runs
+    from beam_pipeline.refresh import runs
     root, start = sys.argv[1], int(sys.argv[2])
     t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
     for i in range(start, start + 100000):

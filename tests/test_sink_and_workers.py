@@ -10,7 +10,8 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 
-from beam_pipeline import layout, tfrecord_sink
+from beam_pipeline.outputs import layout
+from beam_pipeline.job import tfrecord_sink
 from tests.conftest import run_preprocess_cli
 
 

@@ -74,7 +74,7 @@ def raw(csv_dir):
 
 
 def _run(root, input_section):
-    from beam_pipeline import preprocess
+    from beam_pipeline.job import preprocess
     from beam_pipeline.config import load_config
     config = make_config("unused", str(root / "out"), input=input_section)
     path = write_config(root / "config.yaml", config)

@@ -40,7 +40,7 @@ def test_vocabulary_matches_pandas_order(pipeline_run, train_rows, name, top_k, 
     counts = collections.Counter(int(v) if integer else str(v) for v in train_rows[name])
     expected = [t for t in reference.keras_order(counts)
                 if min_frequency is None or counts[t] >= min_frequency][:top_k]
-    from beam_pipeline.summary import read_vocabulary
+    from beam_pipeline.outputs.summary import read_vocabulary
     import tensorflow_transform as tft
     out = pipeline_run[0].output.dir
     entries = read_vocabulary(tft.TFTransformOutput(out).vocabulary_file_by_name(name),
@@ -56,7 +56,7 @@ def test_integer_vocabulary_matches_keras_integer_lookup_adapt(pipeline_run, tra
     """Ties in count are broken numerically, descending, as Keras does (not as decimal text)."""
     import keras
     import tensorflow_transform as tft
-    from beam_pipeline.summary import read_vocabulary
+    from beam_pipeline.outputs.summary import read_vocabulary
     counts = collections.Counter(train_rows["int_cat"])
     assert len(counts) > len(set(counts.values())), "the data must have count ties"
     layer = keras.layers.IntegerLookup()
@@ -70,7 +70,7 @@ def test_integer_vocabulary_matches_keras_integer_lookup_adapt(pipeline_run, tra
 def test_text_vocabulary_matches_keras_adapt(pipeline_run, train_rows):
     import keras
     import tensorflow_transform as tft
-    from beam_pipeline.summary import read_vocabulary
+    from beam_pipeline.outputs.summary import read_vocabulary
     layer = keras.layers.TextVectorization(max_tokens=300, output_sequence_length=12)
     layer.adapt(train_rows["text"].to_numpy(dtype=object), batch_size=256)
     out = pipeline_run[0].output.dir

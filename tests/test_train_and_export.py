@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.config import ModelConfig
-from beam_pipeline.export import MISSING_INT
+from beam_pipeline.serving.export import MISSING_INT
 from tests import reference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,7 +63,7 @@ def _edge_examples():
 @pytest.fixture(scope="module")
 def trained(pipeline_run, tmp_path_factory):
     """Trains on a copy of the shared run and exports; returns (config, model, metrics)."""
-    from beam_pipeline import train
+    from beam_pipeline.serving import train
     config, _ = pipeline_run
     out = str(tmp_path_factory.mktemp("train") / "out")
     shutil.copytree(config.output.dir, out)
@@ -84,7 +84,7 @@ _LOAD_KERAS = """
 import sys
 import numpy as np
 import keras
-import beam_pipeline.model  # registers the model's custom layers
+import beam_pipeline.serving.model  # registers the model's custom layers
 rows = dict(np.load(sys.argv[2]))
 model = keras.saving.load_model(sys.argv[1])
 np.save(sys.argv[3], model.predict(rows, verbose=0))
@@ -113,7 +113,7 @@ def test_the_trained_model_is_saved_as_model_keras_and_loads_in_a_fresh_process(
 
 
 def test_model_keras_goes_through_a_temp_file_to_a_remote_file_system(trained):
-    from beam_pipeline import export
+    from beam_pipeline.serving import export
     _, model, _ = trained
     path = "ram://beam_pipeline_test/out/model/model.keras"
     assert export.keras_path("ram://beam_pipeline_test/out/model/serving") == path
@@ -123,7 +123,7 @@ def test_model_keras_goes_through_a_temp_file_to_a_remote_file_system(trained):
 
 def test_a_model_keras_cannot_serialize_is_skipped_with_a_warning(tmp_path, caplog):
     import keras
-    from beam_pipeline import export
+    from beam_pipeline.serving import export
 
     class Opaque(keras.layers.Layer):  # like ImagePixels: an __init__ argument with no config
         def __init__(self, thing, **kwargs):
@@ -230,7 +230,7 @@ def test_a_missing_int_through_serving_raw_is_imputed_as_in_training(served):
 
 def test_predict_serves_an_empty_int_cell_and_a_json_null_or_absent_value_as_missing(
         trained, served, csv_dir, tmp_path):
-    from beam_pipeline import predict
+    from beam_pipeline.serving import predict
     config, _, _ = trained
     result = served[2]
     model_dir = os.path.join(config.output.dir, "model", "serving")

@@ -58,7 +58,7 @@ def test_normalization_uses_train_statistics(raw, transformed, split):
 def test_lookups_equal_keras_layers(pipeline_run, raw, transformed, split):
     import keras
     import tensorflow_transform as tft
-    from beam_pipeline.summary import read_vocabulary
+    from beam_pipeline.outputs.summary import read_vocabulary
     tft_output = tft.TFTransformOutput(pipeline_run[0].output.dir)
     data = transformed[split]
     rows = raw.loc[data["id"]]

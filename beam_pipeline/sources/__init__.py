@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS, Input
 
@@ -112,7 +112,7 @@ def tensor_adapter_config(columns):
     raw schema serves every format; its own file reading is not used.
     """
     from tfx_bsl.public import tfxio  # pylint: disable=import-outside-toplevel
-    from beam_pipeline import schema  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import schema  # pylint: disable=import-outside-toplevel
     return tfxio.CsvTFXIO(
         file_pattern="(not read)", column_names=[c.name for c in columns],
         schema=schema.raw_metadata(columns).schema,

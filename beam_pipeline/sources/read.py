@@ -16,7 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from beam_pipeline.sources.dead_letter import REJECTED, Reject
-from beam_pipeline.split import METRICS_NAMESPACE
+from beam_pipeline.job.split import METRICS_NAMESPACE
 
 Reader = Callable[[Any], Iterator[Tuple[Optional[pa.RecordBatch], List[Reject]]]]
 

@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=protected-access
 from tfx_bsl.coders import example_coder
 
-from beam_pipeline import schema
+from beam_pipeline.job import schema
 from beam_pipeline.sources import batches
 from beam_pipeline.sources.dead_letter import Reject
 

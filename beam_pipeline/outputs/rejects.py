@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 EXIT_TOO_MANY_REJECTED = 3
 EXAMPLES_SCANNED = 10_000  # dead-letter lines read to find an example of each top reason

@@ -19,17 +19,18 @@ from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 
-from beam_pipeline import layout, preprocessing, progress
+from beam_pipeline.outputs import layout
+from beam_pipeline.job import preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import sources
 from beam_pipeline.sources.dead_letter import REJECTED
 from beam_pipeline.sources.label_classes import LabelClasses
 from beam_pipeline.sources.read import ReadSource
-from beam_pipeline.split import (METRICS_NAMESPACE, SPLIT_COLUMN, SPLIT_FIELD, SPLITS,
+from beam_pipeline.job.split import (METRICS_NAMESPACE, SPLIT_COLUMN, SPLIT_FIELD, SPLITS,
                                   RouteSplits, SplitRecordBatches, TagSplits)
 from beam_pipeline import features
-from beam_pipeline.statistics import TrainStatistics
-from beam_pipeline.tfrecord_sink import WriteRecordBatches
+from beam_pipeline.job.statistics import TrainStatistics
+from beam_pipeline.job.tfrecord_sink import WriteRecordBatches
 
 
 class EncodeExamples(beam.DoFn):

@@ -128,7 +128,7 @@ def save_keras(model: keras.Model, path: str) -> bool:
     was written: a model Keras cannot serialize (an image tower's `ImagePixels` layer has
     no config) gets a warning, not a failed export.
 
-    Loading it needs the custom layers registered: `import beam_pipeline.model` first.
+    Loading it needs the custom layers registered: `import beam_pipeline.serving.model` first.
     """
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "model.keras")

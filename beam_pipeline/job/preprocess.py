@@ -18,9 +18,10 @@ from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOpti
                                                   _BeamArgumentParser)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline import layout, pipeline, progress, rejects, report, schema, summary
+from beam_pipeline.outputs import layout, rejects, report, summary
+from beam_pipeline.job import pipeline, progress, schema
 from beam_pipeline.config import Config, ConfigError
-from beam_pipeline.preprocessing import preprocessing_fn_for
+from beam_pipeline.job.preprocessing import preprocessing_fn_for
 from beam_pipeline import sources
 
 # The FnApiRunner is what DirectRunner runs batch pipelines on; naming it directly skips

@@ -27,8 +27,11 @@ from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import drift, layout, pipeline, runs, sources, summary
-from beam_pipeline import report as html_report
+from beam_pipeline import sources
+from beam_pipeline.refresh import drift, runs
+from beam_pipeline.outputs import layout, summary
+from beam_pipeline.job import pipeline
+from beam_pipeline.outputs import report as html_report
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS
 
 CACHE = "cache"
@@ -106,7 +109,7 @@ def run(config: Config, options, force: bool = False,
     Raises:
       rejects.TooManyRejected: the input is mostly bad; nothing is published.
     """
-    from beam_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
     root = config.output.dir
     versions = runs.library_versions()
     with FileSystems.open(config.path) as f:

@@ -11,10 +11,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import export, layout
+from beam_pipeline.serving import export
+from beam_pipeline.outputs import layout
 from beam_pipeline.config import Config, ConfigError
-from beam_pipeline.model import build_model, feature_parts, infer_task
-from beam_pipeline.summary import read_vocabulary
+from beam_pipeline.serving.model import build_model, feature_parts, infer_task
+from beam_pipeline.outputs.summary import read_vocabulary
 
 
 def transformed_dataset(out: str, split: str, feature_spec: Dict, label: str,

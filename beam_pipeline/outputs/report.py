@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 HISTOGRAM_BINS = 30
 TOP_BARS = 20

@@ -10,7 +10,7 @@ import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout, summary as run_summary
+from beam_pipeline.outputs import layout, summary as run_summary
 from beam_pipeline.config import ConfigError
 from beam_pipeline.sources import matching_files
 

@@ -8,10 +8,11 @@ import numpy as np
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout, sources
+from beam_pipeline import sources
+from beam_pipeline.outputs import layout
 from beam_pipeline.config import Config
 from beam_pipeline.features import vocabulary
-from beam_pipeline.split import SPLITS
+from beam_pipeline.job.split import SPLITS
 
 
 def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:

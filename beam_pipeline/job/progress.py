@@ -29,7 +29,7 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 STAGES = ("analyze", "transform")
 _SAMPLE_BYTES = 1 << 20
@@ -183,7 +183,8 @@ class Reporter:
 def _job_rows(result) -> Optional[Tuple[int, int]]:
     """`(read, rejected)` from a finished job's counters, or None if it has none."""
     # Imported here: pipeline imports this module.
-    from beam_pipeline import pipeline, summary  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import pipeline  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.outputs import summary
     try:
         counters = pipeline.read_counters(result)
     except Exception:  # pylint: disable=broad-except  (a failed job, a runner without metrics)

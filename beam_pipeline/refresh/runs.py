@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 RUNS = "runs"
 LATEST = "LATEST"

@@ -21,7 +21,7 @@ import google_crc32c
 from apache_beam.io import filebasedsink, iobase
 from apache_beam.io.filesystem import CompressionTypes
 
-from beam_pipeline import layout
+from beam_pipeline.outputs import layout
 
 # Level 1 compresses about 2.7x as fast as zlib's default (6) for files about 15% larger
 # (the 1M-row benchmark's train split: 50.3 MB against 43.7 MB); the TFRecords are

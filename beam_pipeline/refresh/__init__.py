@@ -1,0 +1,1 @@
+"""Scheduled refreshes: versioned runs, the LATEST pointer, the drift gate."""
