@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOpti
                                                   _BeamArgumentParser)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline.outputs import layout, rejects, report, summary
+from beam_pipeline.outputs import layout, rejects, report, summary, transformed_schema
 from beam_pipeline.job import pipeline, progress, schema
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.job.preprocessing import preprocessing_fn_for
@@ -320,6 +320,7 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
         analysis_cache.commit()
     counters = pipeline.read_counters(result)
     statistics = pipeline.read_statistics(handles.statistics_path)
+    transformed_schema.write_id_domains(config, out)  # tft's num_buckets_... works then
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
     try:
         rejects.check(run_summary["rows"], config.max_rejected_fraction, out)
