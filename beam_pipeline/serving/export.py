@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Dict
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -35,8 +35,9 @@ import tensorflow_transform as tft
 MISSING_INT = -2 ** 63
 
 
-def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
-    """[batch] dense raw values -> the [batch, 1] VarLen SparseTensor tf.Transform expects."""
+def dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
+    """`[batch]` dense raw values, missing as in `serving_raw` (NaN, "" or the int dtype's
+    minimum), -> the `[batch, 1]` VarLen SparseTensor tf.Transform reads."""
     if values.dtype == tf.string:
         present = tf.not_equal(values, "")
     elif values.dtype.is_floating:
@@ -50,7 +51,7 @@ def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
         dense_shape=tf.stack([tf.shape(values, out_type=tf.int64)[0], tf.constant(1, tf.int64)]))
 
 
-def _predictions(task: str, scores: tf.Tensor) -> Dict[str, tf.Tensor]:
+def predictions(task: str, scores: tf.Tensor) -> Dict[str, tf.Tensor]:
     if task == "binary":
         probability = tf.reshape(scores, [-1])
         return {"probability": probability,
@@ -60,13 +61,61 @@ def _predictions(task: str, scores: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {"value": tf.reshape(scores, [-1])}
 
 
+def model_input_names(model: keras.Model):
+    """How `model` takes its inputs: ("dict", names), ("list", names), ("single", [name]),
+    or (None, None) for a model with no declared inputs (a subclassed model): it is then
+    called with the dict of every transformed feature."""
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):
+        return None, None
+    if isinstance(struct, dict):
+        return "dict", list(struct)
+    if isinstance(struct, (list, tuple)):
+        return "list", [t.name for t in struct]
+    return "single", [struct.name]
+
+
+def as_outputs(scores) -> Dict[str, tf.Tensor]:
+    """A model's outputs as a signature's dict: a dict as it is, a list as `output_0`,
+    `output_1`, ..., one tensor as `output`."""
+    if isinstance(scores, dict):
+        return dict(scores)
+    if isinstance(scores, (list, tuple)):
+        return {f"output_{i}": s for i, s in enumerate(scores)}
+    return {"output": scores}
+
+
 def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, task: str,
            export_dir: str) -> None:
-    """Writes the serving SavedModel of `model` with `tft_output`'s graph to `export_dir`."""
+    """Writes the serving SavedModel of the built-in `model` with `tft_output`'s graph to
+    `export_dir` (predictions shaped for `task`) and `model.keras` beside it."""
+    write_serving(model, tft_output, label, export_dir, lambda s: predictions(task, s))
+    save_keras(model, keras_path(export_dir))
+
+
+def write_serving(model: keras.Model, tft_output: tft.TFTransformOutput,
+                  label: Optional[str], export_dir: str,
+                  outputs: Optional[Callable] = None,
+                  input_names: Optional[Sequence[str]] = None) -> None:
+    """Writes the SavedModel of any Keras 3 `model` that takes transformed features, with
+    `tft_output`'s graph inside, and the four signatures of the module docstring.
+
+    Args:
+      model: a built Keras 3 model (functional with dict, list or single inputs named as
+        transformed features, Sequential, or subclassed).
+      label: the raw label column (served rows have none; the graph gets an empty one).
+      outputs: the model's outputs -> the signature's dict (default `as_outputs`).
+      input_names: the transformed features to pass, in order, as a list; default: what
+        the model declares (`model_input_names`), or the dict of all of them.
+    """
     raw_spec = tft_output.raw_feature_spec()
     feature_columns = sorted(k for k in raw_spec if k != label)
-    model_inputs = list(model.input.keys()) if isinstance(model.input, dict) else \
-        [t.name for t in model.inputs]
+    if input_names is not None:
+        how, names = "list", list(input_names)
+    else:
+        how, names = model_input_names(model)
+    outputs = outputs or as_outputs
 
     # ExportArchive restores Keras 3 variables in graph-mode loaders too (TF Serving,
     # saved_model_cli run); a plain tf.Module export only served through TF2 eager loading.
@@ -76,18 +125,20 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     archive.track(tft_layer)
 
     def transform(raw: Dict[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
-        if label and label not in raw:  # the graph also maps the label; serving has none
-            raw = dict(raw)
-            raw[label] = tf.SparseTensor(
-                tf.zeros([0, 2], tf.int64), tf.zeros([0], raw_spec[label].dtype),
-                tf.stack([tf.shape(next(iter(raw.values())), out_type=tf.int64)[0],
-                          tf.constant(1, tf.int64)]))
-        return tft_layer(raw)
+        return transform_with(tft_layer, raw, label, raw_spec)
 
     def predict(raw):
         transformed = transform(raw)
-        scores = model({k: transformed[k] for k in model_inputs}, training=False)
-        return _predictions(task, scores)
+        if how == "dict":
+            scores = model({k: transformed[k] for k in names}, training=False)
+        elif how == "list":
+            scores = model([transformed[k] for k in names], training=False)
+        elif how == "single":
+            scores = model(transformed[names[0]], training=False)
+        else:
+            scores = model({k: v for k, v in transformed.items() if k != label},
+                           training=False)
+        return outputs(scores)
 
     def serving_default(examples):
         return predict(tf.io.parse_example(examples, raw_spec))
@@ -100,7 +151,7 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
                      for name in feature_columns}
 
     def sparse(columns):
-        return {name: _dense_to_sparse(columns[name]) for name in feature_columns}
+        return {name: dense_to_sparse(columns[name]) for name in feature_columns}
 
     def serving_raw(columns):
         return predict(sparse(columns))
@@ -114,7 +165,19 @@ def export(model: keras.Model, tft_output: tft.TFTransformOutput, label: str, ta
     archive.add_endpoint("transform_features", transform_features, examples_spec)
     archive.add_endpoint("transform_raw", transform_raw, [raw_signature])
     archive.write_out(export_dir, verbose=False)
-    save_keras(model, keras_path(export_dir))
+
+
+def transform_with(tft_layer, raw: Dict[str, tf.SparseTensor], label: Optional[str],
+                   raw_spec: Dict) -> Dict[str, tf.Tensor]:
+    """`tft_layer(raw)`, with an empty label column when `raw` has none (the graph maps
+    the label too; served rows have none)."""
+    if label and label not in raw:
+        raw = dict(raw)
+        raw[label] = tf.SparseTensor(
+            tf.zeros([0, 2], tf.int64), tf.zeros([0], raw_spec[label].dtype),
+            tf.stack([tf.shape(next(iter(raw.values())), out_type=tf.int64)[0],
+                      tf.constant(1, tf.int64)]))
+    return tft_layer(raw)
 
 
 def keras_path(export_dir: str) -> str:

@@ -8,57 +8,18 @@ from typing import Dict, List, Optional, Tuple
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline.serving import export
-from beam_pipeline.outputs import layout
+from beam_pipeline import api
 from beam_pipeline.config import Config, ConfigError
+from beam_pipeline.outputs import layout
+from beam_pipeline.serving import export
 from beam_pipeline.serving.model import build_model, feature_parts, infer_task
-from beam_pipeline.outputs.summary import read_vocabulary
-
-
-def transformed_dataset(out: str, split: str, feature_spec: Dict, label: str,
-                        batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """(features, label) batches from a split's gzipped TFRecords: parallel reads, prefetch."""
-    files = tf.io.gfile.glob(layout.data_pattern(out, split))
-    if not files:
-        raise ConfigError(f"output.dir: no {split} TFRecords under {out}; run preprocess first")
-    ds = tf.data.Dataset.from_tensor_slices(sorted(files))
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                       cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=not shuffle)
-    if shuffle:
-        ds = ds.shuffle(10_000, seed=seed)
-
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, feature_spec)
-        target = parsed.pop(label)
-        return parsed, target
-
-    return ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE) \
-        .prefetch(tf.data.AUTOTUNE)
-
-
-def index_sizes(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, int]:
-    """Size of the id space of each feature that outputs integer ids (see `Feature.id_space`)."""
-    sizes = {}
-    for feature in config.features:
-        vocabulary_size = None
-        if feature.vocabulary_names():
-            vocabulary_path = tft_output.vocabulary_file_by_name(feature.vocabulary_names()[0])
-            vocabulary_size = len(read_vocabulary(vocabulary_path))
-        size = feature.id_space(vocabulary_size)
-        if size is not None:
-            sizes[feature.name] = size
-    return sizes
 
 
 def _labels(out: str, split: str, label: str, label_spec) -> np.ndarray:
     """Every label of a split, parsing nothing but the label."""
-    ds = transformed_dataset(out, split, {label: label_spec}, label, 4096, False, 0)
+    ds = api.transformed_dataset(out, split, {label: label_spec}, label, 4096, False, 0)
     return np.concatenate([y.numpy() for _, y in ds])
 
 
@@ -165,18 +126,17 @@ def train(config: Config, verbose: int = 2) -> Tuple[keras.Model, Dict]:
         raise ConfigError("preprocessing_fn: train builds its model from `features:`; "
                           "with your own preprocessing_fn, train your own model on the TFRecords")
     out, mc = config.output.dir, config.model
-    tft_output = tft.TFTransformOutput(out)
-    label = config.label.name if config.label else None
-    spec = {k: v for k, v in tft_output.transformed_feature_spec().items()
-            if k not in mc.exclude_features}
+    run = api.Output(config)
+    tft_output, label = run.tft_output, run.label
+    spec = {k: v for k, v in run.feature_spec().items() if k not in mc.exclude_features}
     train_labels, eval_labels = (_labels(out, s, label, spec[label]) for s in ("train", "eval"))
     task, classes = infer_task(config, mc, np.unique(train_labels).tolist())
     model_spec = {k: v for k, v in spec.items() if k != label}
-    model = build_model(config, mc, model_spec, index_sizes(config, tft_output), task, classes)
+    model = build_model(config, mc, model_spec, run.id_spaces(), task, classes)
     # Parse only what the model takes (it leaves out passed-through strings, for one).
-    spec = {k: v for k, v in spec.items() if k in model.input or k == label}
-    train_ds = transformed_dataset(out, "train", spec, label, mc.batch_size, True, mc.seed)
-    eval_ds = transformed_dataset(out, "eval", spec, label, mc.batch_size, False, mc.seed)
+    taken = [k for k in spec if k in model.input and k != label]
+    train_ds = run.dataset("train", mc.batch_size, True, mc.seed, taken)
+    eval_ds = run.dataset("eval", mc.batch_size, False, mc.seed, taken)
     guard = _StopOnNonFinite()
     callbacks = [guard]
     if mc.early_stopping_patience:
