@@ -319,3 +319,21 @@ def test_the_own_model_example_trains_exports_and_serves(messy_run, messy_output
     np.testing.assert_allclose(served["raw_probability"], served["default_probability"],
                                rtol=0, atol=1e-6)
     assert np.ptp(served["raw_probability"]) > 1e-3
+
+
+def test_the_readme_snippet_runs_as_written(messy_run, tmp_path):
+    """The README's "Your own Keras model" block, on the messy run instead of the sample."""
+    config, _ = messy_run
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("## Your own Keras model"):]
+    block = section[section.index("```python\n") + len("```python\n"):]
+    code = block[:block.index("```")]
+    assert code.count("\n") <= 20, "the README promises about 15 lines"
+    export_dir = str(tmp_path / "my_model" / "serving")
+    code = code.replace('"examples/sample/config.yaml"', repr(config.path)) \
+        .replace('"my_model/serving"', repr(export_dir)).replace("epochs=5", "epochs=1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tf.saved_model.load(export_dir).signatures["serving_raw"] is not None
