@@ -297,18 +297,34 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
     return handles
 
 
-def read_counters(result) -> Dict[str, int]:
-    """The job's `beam_pipeline` counters, summed over steps (committed when the runner has them)."""
+class Counters(dict):
+    """The job's counters by name; `kind` says where their values came from: "committed"
+    (every counter had committed values), "attempted" (the runner had none committed:
+    attempted values may count retried bundles twice), "mixed", or None (no counters)."""
+
+    kind: Optional[str] = None
+
+
+def _committed(counter):
+    try:
+        return counter.committed
+    except Exception:  # pylint: disable=broad-except  (runners that raise instead of None)
+        return None
+
+
+def read_counters(result) -> Counters:
+    """The job's `beam_pipeline` counters, summed over steps: committed values where the
+    runner has them, attempted otherwise; `.kind` of the answer says which (`Counters`)."""
     query = result.metrics().query(
         beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    counters: Dict[str, int] = {}
+    counters = Counters()
+    kinds = set()
     for counter in query["counters"]:
-        try:
-            value = counter.committed
-        except Exception:  # pylint: disable=broad-except  (runners without committed metrics)
-            value = None
+        value = _committed(counter)
+        kinds.add("attempted" if value is None else "committed")
         value = counter.attempted if value is None else value
-        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + value
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
+    counters.kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
     return counters
 
 

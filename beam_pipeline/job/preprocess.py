@@ -234,6 +234,8 @@ def _wait(result, options: PipelineOptions, reporter) -> None:
         finally:
             reporter.finish(result)
         return
+    if getattr(result, "_job", True) is None:  # a Dataflow template: no job to wait for
+        return
     job = getattr(result, "job_id", None)
     if callable(job):
         gcp = options.view_as(GoogleCloudOptions)
@@ -314,7 +316,14 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
                                   layout.progress_dir(temp_dir),
                                   interval=progress_interval).start()
                 if csv_only and _reports_progress_here(options) else None)
-    result = p.run()
+    from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
+    result = submit.run(p, options, staged=published_as is not None,
+                        written=[layout.raw_metadata_dir(out), temp_dir])
+    template = submit.template_location(options)
+    if template:
+        # Built and staged, not run: no counters, statistics, summary or report to write.
+        print(f"beam-pipeline: Dataflow template written to {template}", file=sys.stderr)
+        return summary.template_summary(config, template, time.time() - started)
     _wait(result, options, reporter)
     if analysis_cache is not None:
         analysis_cache.commit()

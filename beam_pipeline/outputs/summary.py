@@ -125,6 +125,9 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         },
         "output": out,
         "wall_seconds": round(seconds, 2),
+        # Where the counts come from: "committed" or "attempted" metrics (see
+        # `pipeline.read_counters`; attempted ones may count a retried bundle twice).
+        "counters": getattr(counters, "kind", None),
         "rows": {
             "read": rows_read(counters)[0],
             "rejected": rows_read(counters)[1],
@@ -167,8 +170,24 @@ def numeric_line(name: str, s: Dict) -> str:
             f" min {s['min']:<12.6g} max {s['max']:<12.6g} missing {s['missing']:,}")
 
 
+def template_summary(config: Config, template_location: str, seconds: float) -> Dict:
+    """What a `--template_location` run returns: the job was built and staged as a
+    template, not run, so there are no rows, counters or statistics (none is written)."""
+    return {"config": config.path, "output": config.output.dir, "status": "template",
+            "template_location": template_location, "wall_seconds": round(seconds, 2)}
+
+
 def format_summary(summary: Dict) -> str:
     """A few human lines for the end of the command."""
+    if summary.get("status") == "template":
+        return "\n".join([
+            f"beam_pipeline preprocess: Dataflow template written in "
+            f"{summary['wall_seconds']:.1f} s; nothing has run",
+            f"  template: {summary['template_location']}",
+            f"  a job launched from it writes under {summary['output']}: the data, "
+            "transform_fn and statistics, but no run_summary.json or report (they are "
+            "written by this command after a run)",
+        ])
     rows = summary["rows"]
     lines = [
         f"beam_pipeline preprocess: done in {summary['wall_seconds']:.1f} s",
