@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from beam_pipeline.job import preprocess
-from beam_pipeline.config import load_config
+from beam_pipeline.config import ConfigError, load_config
 from tests import reference
 from tests.conftest import EVAL_FRACTION, make_config, write_config
 
@@ -39,3 +40,35 @@ def test_custom_fn_outputs_and_summary(custom_run, csv_dir):
     lo, hi = train["f_normal"].min(), train["f_normal"].max()
     expected = (raw.loc[data["id"], "f_normal"].to_numpy() - lo) / (hi - lo)
     np.testing.assert_allclose(data["x_scaled"], expected, rtol=1e-4, atol=1e-5)
+
+
+class _RemoteFileSystem(LocalFileSystem):
+    """A Beam file system with its own scheme (as gs:// is) over a local folder: nothing
+    but FileSystems can read its paths, `open` and importlib cannot."""
+
+    ROOT = None
+
+    @classmethod
+    def scheme(cls):
+        return "remotefs"
+
+    def _local(self, path):
+        return os.path.join(self.ROOT, path[len("remotefs://"):])
+
+    def exists(self, path):
+        return super().exists(self._local(path))
+
+    def open(self, path, mime_type="application/octet-stream", compression_type="auto"):
+        return super().open(self._local(path), mime_type, compression_type)
+
+
+def test_a_preprocessing_fn_file_on_an_object_store_is_read_through_filesystems(tmp_path):
+    from beam_pipeline.job.preprocessing import load_user_function  # pylint: disable=import-outside-toplevel
+    _RemoteFileSystem.ROOT = str(tmp_path)
+    (tmp_path / "fns").mkdir()
+    with open(os.path.join(HERE, "data", "custom_preprocessing.py")) as src:
+        (tmp_path / "fns" / "user_fn.py").write_text(src.read())
+    fn = load_user_function("remotefs://fns/user_fn.py:preprocessing_fn")
+    assert callable(fn) and fn.__name__ == "preprocessing_fn"
+    with pytest.raises(ConfigError, match="remotefs://fns/missing.py does not exist"):
+        load_user_function("remotefs://fns/missing.py:preprocessing_fn")

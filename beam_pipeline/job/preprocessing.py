@@ -1,7 +1,7 @@
 """Config features -> one tf.Transform `preprocessing_fn`, or the user's own."""
 
 import importlib
-import importlib.util
+import types
 from typing import Callable, Dict
 
 import tensorflow as tf
@@ -12,16 +12,27 @@ from beam_pipeline.config import Config, ConfigError
 PreprocessingFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
 
+def _module_from_file(path: str) -> types.ModuleType:
+    """The module of the Python file at `path`, local or on any Beam file system (gs://):
+    read through `FileSystems`, so it needs no local copy. The function runs on the driver
+    only (tf.Transform traces it there), so workers never import it."""
+    if not FileSystems.exists(path):
+        raise ConfigError(f"preprocessing_fn: file {path} does not exist")
+    with FileSystems.open(path) as f:
+        source = f.read().decode("utf-8")
+    module = types.ModuleType("user_preprocessing")
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)  # pylint: disable=exec-used
+    return module
+
+
 def load_user_function(spec: str) -> PreprocessingFn:
-    """Loads "package.module:function" or "path/to/file.py:function"."""
+    """Loads "package.module:function" or "path/to/file.py:function" (the file local or
+    on gs://)."""
     target, _, function = spec.rpartition(":")
     try:
         if target.endswith(".py"):
-            if not FileSystems.exists(target):
-                raise ConfigError(f"preprocessing_fn: file {target} does not exist")
-            module_spec = importlib.util.spec_from_file_location("user_preprocessing", target)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            module = _module_from_file(target)
         else:
             module = importlib.import_module(target)
     except ImportError as e:
