@@ -3,6 +3,10 @@
 Validation happens once, here, before any pipeline starts. Every error names the
 config key that is wrong and what was expected, so a user can fix it without
 reading a stack trace.
+
+Reading a local config imports neither TensorFlow, tf.Transform nor Beam (the feature kinds
+import them on first use), so a config error is reported in well under a second; a gs://
+config is read through Beam's FileSystems, imported then.
 """
 
 import dataclasses
@@ -11,7 +15,6 @@ import re
 from typing import Any, Mapping, Optional, Tuple
 
 import yaml
-from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import features
 
@@ -166,15 +169,41 @@ def folder_columns(fmt: str) -> Tuple[Column, ...]:
     return (Column("path", "string"), Column(content, "string"), Column("label", "int"))
 
 
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+# The file systems every step can use: tf.Transform, TFRecord writers and training go
+# through TensorFlow's, and TensorFlow 2.21 has no s3, hdfs or az file system.
+SUPPORTED_SCHEMES = ("gs",)
+
+
 def _is_url(path: str) -> bool:
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path))
+    return bool(_SCHEME.match(path))
 
 
-def _resolve(path: str, base_dir: str) -> str:
-    """Makes a relative local path relative to the config file's folder."""
+def check_scheme(path: str, key: str) -> None:
+    """ConfigError naming `key` when `path` has a scheme other than gs:// (local is fine)."""
+    match = _SCHEME.match(path)
+    if match and match.group(1).lower() not in SUPPORTED_SCHEMES:
+        raise ConfigError(
+            f"{key}: {path!r}: the {match.group(1)}:// scheme is not supported; paths are "
+            "local or " + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+            + f" (TensorFlow has no {match.group(1)} file system, so tf.Transform could not "
+            "read or write there)")
+
+
+def _join(base_dir: str, path: str) -> str:
+    """`base_dir/path` as Beam's FileSystems.join makes it (local: os.path.join)."""
+    if _is_url(base_dir):
+        return base_dir + path if base_dir.endswith("/") else f"{base_dir}/{path}"
+    return os.path.join(base_dir, path)
+
+
+def _resolve(path: str, base_dir: str, key: str) -> str:
+    """Makes a relative local path relative to the config file's folder; ConfigError
+    naming `key` for an unsupported scheme."""
+    check_scheme(path, key)
     if _is_url(path) or path.startswith("/"):
         return path
-    return FileSystems.join(base_dir, path) if base_dir else path
+    return _join(base_dir, path) if base_dir else path
 
 
 def _take(mapping: Mapping[str, Any], key: str, where: str, expected: type,
@@ -230,7 +259,8 @@ def _parse_one_input(section: Mapping[str, Any], where: str, base_dir: str) -> I
     _check_keys(section, COMMON_KEYS + FORMAT_KEYS[fmt], f"{where} (format {fmt})")
     location = "directory" if fmt in FOLDER_FORMATS else "file_pattern"
     options = {k: section[k] for k in section if k not in ("format", location)}
-    options[location] = _resolve(_take(section, location, where, str), base_dir)
+    options[location] = _resolve(_take(section, location, where, str), base_dir,
+                                 f"{where}.{location}")
     for key, expected in (("header", bool), ("delimiter", str), ("non_finite", str),
                           ("max_rejected_fraction", float), ("split", str),
                           ("follow_links", bool), ("validation_split", float), ("seed", int),
@@ -409,7 +439,7 @@ def _parse_features(raw, columns, label) -> Tuple[features.Feature, ...]:
 def _parse_output(raw, base_dir) -> Output:
     section = _section(raw, "output")
     _check_keys(section, ("dir", "num_shards", "summary_top_k"), "output")
-    out = Output(dir=_resolve(_take(section, "dir", "output", str), base_dir),
+    out = Output(dir=_resolve(_take(section, "dir", "output", str), base_dir, "output.dir"),
                  num_shards=_take(section, "num_shards", "output", int, 0),
                  summary_top_k=_take(section, "summary_top_k", "output", int, 10))
     if out.num_shards < 0:
@@ -423,14 +453,18 @@ TOP_LEVEL_KEYS = ("input", "columns", "label", "split", "features", "output",
 
 
 def _parse_refresh(raw) -> Refresh:
-    from beam_pipeline.refresh import drift  # pylint: disable=import-outside-toplevel
     section = _section(raw, "refresh", required=False)
     _check_keys(section, ("keep_last", "drift"), "refresh")
     keep_last = _take(section, "keep_last", "refresh", int, 5)
     if keep_last < 1:
         raise ConfigError(f"refresh.keep_last: expected a positive integer, got {keep_last}")
+    if section.get("drift") is None:
+        # No thresholds of the config's own: the refresh job uses drift's defaults (and
+        # drift, which imports Beam, is not imported to read a config without them).
+        return Refresh(keep_last=keep_last)
+    from beam_pipeline.refresh import drift  # pylint: disable=import-outside-toplevel
     try:
-        thresholds = drift.parse_thresholds(section.get("drift") or {})
+        thresholds = drift.parse_thresholds(section["drift"])
     except ValueError as e:
         raise ConfigError(f"refresh.{e}" if str(e).startswith("drift") else
                           f"refresh.drift: {e}") from None
@@ -474,8 +508,10 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
         raise ConfigError("features: give either features or preprocessing_fn, not both")
     if not preprocessing_fn and not feats:
         raise ConfigError("features: required (or preprocessing_fn) - nothing to compute")
+    if preprocessing_fn:
+        check_scheme(preprocessing_fn, "preprocessing_fn")
     if preprocessing_fn and not _is_url(preprocessing_fn) and ".py:" in preprocessing_fn:
-        preprocessing_fn = _resolve(preprocessing_fn, base_dir)
+        preprocessing_fn = _resolve(preprocessing_fn, base_dir, "preprocessing_fn")
     return Config(path=path, inputs=inputs, columns=columns,
                   label=label, split=_parse_split(raw, columns, inputs), features=feats,
                   output=_parse_output(raw, base_dir), preprocessing_fn=preprocessing_fn,
@@ -483,13 +519,26 @@ def parse_config(raw: Any, path: str = "<config>", base_dir: str = "") -> Config
                   refresh=_parse_refresh(raw))
 
 
+def _read_text(path: str) -> str:
+    """The file's text: a local path with plain file IO, gs:// through Beam's FileSystems
+    (imported only then: it takes seconds)."""
+    if not _is_url(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
 def load_config(path: str) -> Config:
-    """Reads and validates the YAML config at `path` (local or any Beam file system)."""
+    """Reads and validates the YAML config at `path` (local or gs://)."""
+    check_scheme(path, "--config")
     try:
-        with FileSystems.open(path) as f:
-            raw = yaml.safe_load(f.read().decode("utf-8"))
+        raw = yaml.safe_load(_read_text(path))
     except (OSError, IOError) as e:
         raise ConfigError(f"--config: cannot read {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {path} is not UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     # Relative paths in the config are relative to its folder, made absolute so that a

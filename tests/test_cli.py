@@ -201,10 +201,13 @@ def test_help_and_a_config_error_print_no_tensorflow_log_lines(csv_dir, tmp_path
     assert proc.returncode == cli.EXIT_CONFIG_ERROR and NATIVE_LOG.search(proc.stderr)
 
 
+HEAVY = ("tensorflow", "tensorflow_transform", "apache_beam", "keras")
+
+
 def _modules_after(code):
-    """The heavy libraries in `sys.modules` after `code` ran in a fresh interpreter."""
-    report = ("\nimport sys\nprint('\\n' + ' '.join(m for m in ('tensorflow', "
-              "'tensorflow_transform', 'apache_beam') if m in sys.modules))")
+    """The heavy libraries (HEAVY) in `sys.modules` after `code` ran in a fresh interpreter."""
+    report = (f"\nimport sys\nprint('\\n' + ' '.join(m for m in {HEAVY!r} "
+              "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True,
                          env=_quiet_env(), timeout=300, check=True)
     return out.stdout.splitlines()[-1].split()  # the last line: --help prints before it
@@ -216,11 +219,98 @@ def test_the_cli_and_help_import_no_tensorflow_nor_beam():
                           "except SystemExit:\n    pass") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py imports beam_pipeline.features, whose kind modules import TensorFlow and "
-    "tf.Transform at module level (and apache_beam.io.filesystems, ~1.8 s by itself): a "
-    "config error still costs those imports. Remove this mark once they are imported lazily."))
 def test_loading_a_config_imports_no_tensorflow(csv_dir, tmp_path):
     path = write_config(tmp_path / "config.yaml", make_config(csv_dir, str(tmp_path / "out")))
     loaded = _modules_after(f"from beam_pipeline import cli\ncli.load_config({path!r})")
-    assert "tensorflow" not in loaded and "tensorflow_transform" not in loaded, loaded
+    assert loaded == [], loaded
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c.update(no_such_key=1),
+    lambda c: c["features"].update(cat_small={"kind": "string_lookup", "max_tokens": 0}),
+    lambda c: c["features"].update(f_normal={"kind": "normalization", "nope": 1}),
+])
+def test_a_config_error_imports_no_tensorflow_nor_beam(csv_dir, tmp_path, change):
+    """A config error is reported before any heavy import (the CLI's start-up budget)."""
+    config = make_config(csv_dir, str(tmp_path / "out"))
+    config["features"] = dict(config["features"])
+    change(config)
+    path = write_config(tmp_path / "config.yaml", config)
+    loaded = _modules_after(
+        f"from beam_pipeline import cli\nassert cli.main(['preprocess', '--config', {path!r}])"
+        " == cli.EXIT_CONFIG_ERROR")
+    assert loaded == [], loaded
+
+
+# Paths: local or gs:// only --------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["s3", "hdfs", "az"])
+@pytest.mark.parametrize("change,key", [
+    (lambda c, url: c["input"].update(file_pattern=url + "/data/part-*"), "input.file_pattern"),
+    (lambda c, url: c.update(input=[dict(c["input"]), dict(c["input"], file_pattern=url + "/x",
+                                                             split="eval")]),
+     "input[1].file_pattern"),
+    (lambda c, url: c["output"].update(dir=url + "/out"), "output.dir"),
+    (lambda c, url: c.update(preprocessing_fn=url + "/fn.py:preprocessing_fn", features={}),
+     "preprocessing_fn"),
+])
+def test_a_path_with_an_unsupported_scheme_is_a_config_error(csv_dir, tmp_path, capsys,
+                                                              scheme, change, key):
+    config = make_config(csv_dir, str(tmp_path / "out"))
+    config["input"] = dict(config["input"])
+    config["output"] = dict(config["output"])
+    url = f"{scheme}://bucket"
+    change(config, url)
+    path = write_config(tmp_path / "config.yaml", config)
+    assert cli.main(["preprocess", "--config", path]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"config error: {key}: '{url}/" in err, err
+    assert f"the {scheme}:// scheme is not supported" in err and "local or gs://" in err, err
+
+
+def test_a_config_path_with_an_unsupported_scheme_is_a_config_error(capsys):
+    for command in ("preprocess", "train", "refresh"):
+        assert cli.main([command, "--config", "s3://bucket/config.yaml"]) == 2
+        err = capsys.readouterr().err
+        assert "config error: --config: 's3://bucket/config.yaml': the s3:// scheme is not " \
+               "supported" in err, err
+
+
+def test_gs_paths_are_kept_and_relative_paths_join_a_gs_config_folder():
+    from beam_pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+    raw = {"input": {"file_pattern": "data/part-*.csv"},
+           "columns": [{"name": "x", "type": "float"}],
+           "features": {"x": {"kind": "normalization"}},
+           "output": {"dir": "gs://other/out"}}
+    parsed = config_lib.parse_config(raw, "gs://b/c/config.yaml", base_dir="gs://b/c")
+    assert parsed.inputs[0].file_pattern == "gs://b/c/data/part-*.csv"
+    assert parsed.output.dir == "gs://other/out"
+
+
+# Commands that run no pipeline take no unknown argument --------------------------------------
+
+@pytest.mark.parametrize("argv,name,hint", [
+    (["train", "--config", "c.yaml", "--epochs", "3"], "--epochs", None),
+    (["train", "--config", "c.yaml", "--rn", "x"], "--rn", "--run"),
+    (["predict", "--model", "m", "--input", "i.csv", "--limt", "3"], "--limt", "--limit"),
+    (["predict", "--model", "m", "--input", "i.csv", "--runner=DataflowRunner"], "--runner",
+     None),
+    (["inspect", "out", "--record", "3"], None, None),  # an abbreviation argparse expands
+    (["inspect", "out", "--recods", "3"], "--recods", "--records"),
+    (["inspect", "out", "other"], "other", None),
+])
+def test_train_predict_and_inspect_refuse_unknown_arguments(monkeypatch, capsys, argv, name,
+                                                            hint):
+    def must_not_run(*_):
+        raise AssertionError("the command ran")
+    monkeypatch.setattr(cli, "_train", must_not_run)
+    monkeypatch.setattr(cli, "_predict", must_not_run)
+    monkeypatch.setattr(cli, "load_config", must_not_run)
+    if name is None:  # a known argument: the command runs (inspect of a missing folder)
+        assert cli.main(argv) == cli.EXIT_CONFIG_ERROR
+        assert "unknown" not in capsys.readouterr().err
+        return
+    assert cli.main(argv) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"beam-pipeline {argv[0]}: error: unknown " in err and f" {name}" in err, err
+    assert (f"did you mean {hint}?" in err) if hint else "did you mean" not in err, err

@@ -2,6 +2,8 @@
 
 A kind turns its config options into tf.Transform analyzers plus graph ops; it never
 touches Beam. Adding a kind means one new module here and one entry in KINDS.
+Kind modules import TensorFlow and tf.Transform on first use (`lazy`), so that loading and
+validating a config (config.py) imports neither.
 docs/feature-kinds.md documents every kind beside its Keras layer.
 """
 

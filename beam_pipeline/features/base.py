@@ -1,14 +1,18 @@
 """What every feature kind has: a name, its raw column, how it reads values and imputes them."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
 from beam_pipeline.features import impute as impute_lib
+from beam_pipeline.features import lazy
 
-DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
+
+# Each column type's tf.DType, by name (TensorFlow is imported on first use, see `lazy`).
+DTYPES = {"float": "float32", "int": "int64", "string": "string"}
 # Options every kind has that are not the kind's own (set from the column, not by users).
 _COLUMN_FIELDS = ("name", "column", "column_type", "separator", "length")
 
@@ -67,7 +71,7 @@ class Feature:
 
     @property
     def dtype(self) -> tf.DType:
-        return DTYPES[self.column_type]
+        return tf.as_dtype(DTYPES[self.column_type])
 
     def _validate_missing(self) -> None:
         if self.multivalent and not self.MULTIVALENT:

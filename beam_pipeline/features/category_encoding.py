@@ -1,11 +1,13 @@
 """CategoryEncoding: integer ids to one-hot, multi-hot or count vectors."""
 
+from __future__ import annotations
+
 import dataclasses
 
-import tensorflow as tf
-
-from beam_pipeline.features import encoding
+from beam_pipeline.features import encoding, lazy
 from beam_pipeline.features.base import Feature, check_choice, check_positive
+
+tf = lazy.module("tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,15 @@
 """Discretization: numeric values to bucket ids (replaces keras.layers.Discretization)."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional, Sequence
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
+from beam_pipeline.features import lazy
 from beam_pipeline.features.base import Feature, check_positive
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,9 +5,13 @@ kind encodes ids exactly as Keras's CategoryEncoding does (ids outside `[0, dept
 dropped).
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
-import tensorflow as tf
+from beam_pipeline.features import lazy
+
+tf = lazy.module("tensorflow")
 
 MODES = ("int", "one_hot", "multi_hot", "count")
 

@@ -1,12 +1,14 @@
 """HashedCrossing: the hashed cross of several columns (replaces keras.layers.HashedCrossing)."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Sequence
 
-import tensorflow as tf
-
-from beam_pipeline.features import encoding
+from beam_pipeline.features import encoding, lazy
 from beam_pipeline.features.base import Feature, check_choice, check_positive, densify
+
+tf = lazy.module("tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """Hashing: values to a fixed number of bins (replaces keras.layers.Hashing)."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional, Sequence, Union
 
-import tensorflow as tf
-
-from beam_pipeline.features import encoding
+from beam_pipeline.features import encoding, lazy
 from beam_pipeline.features.base import Feature, check_choice, check_positive
+
+tf = lazy.module("tensorflow")
 
 
 def hash_values(values: tf.Tensor, num_bins: int, salt=None, mask_value=None) -> tf.Tensor:

@@ -1,14 +1,17 @@
 """Image: encoded image bytes decoded and resized in the graph (replaces Keras's image loading,
 `CenterCrop`, `Rescaling` and `Normalization(axis=-1)` on pixels)."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
+from beam_pipeline.features import lazy
 from beam_pipeline.features.base import Feature, check_choice, check_positive
 from beam_pipeline.features.normalization import KERAS_EPSILON
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 # image_dataset_from_directory's list.

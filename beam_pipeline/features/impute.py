@@ -5,10 +5,12 @@ MEDIAN_EPSILON of the rows), `most_frequent` (the top of the value's vocabulary;
 to the largest value, the vocabulary order), `constant` (`fill_value`).
 """
 
-import tensorflow as tf
-import tensorflow_transform as tft
+from __future__ import annotations
 
-from beam_pipeline.features import vocabulary
+from beam_pipeline.features import lazy, vocabulary
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 STRATEGIES = ("mean", "median", "most_frequent", "constant")
 MEDIAN_EPSILON = 0.001

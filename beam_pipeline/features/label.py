@@ -1,11 +1,13 @@
 """The label: passed through as a number, or a string/int class looked up to a class id."""
 
+from __future__ import annotations
+
 import dataclasses
 
-import tensorflow as tf
-
-from beam_pipeline.features import vocabulary
+from beam_pipeline.features import lazy, vocabulary
 from beam_pipeline.features.base import Feature, densify
+
+tf = lazy.module("tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)

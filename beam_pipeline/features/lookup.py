@@ -1,12 +1,14 @@
 """StringLookup and IntegerLookup: categorical values to ids with a learned vocabulary."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional, Union
 
-import tensorflow as tf
-
-from beam_pipeline.features import encoding, vocabulary
+from beam_pipeline.features import encoding, lazy, vocabulary
 from beam_pipeline.features.base import Feature, check_choice, check_positive
+
+tf = lazy.module("tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """MinMax: linear scaling from the train split's range (Keras Rescaling with learned scale)."""
 
+from __future__ import annotations
+
 import dataclasses
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
+from beam_pipeline.features import lazy
 from beam_pipeline.features.base import Feature
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 
 @dataclasses.dataclass(frozen=True)

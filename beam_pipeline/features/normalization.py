@@ -1,12 +1,15 @@
 """Normalization: z-score with full-pass mean and variance (replaces keras.layers.Normalization)."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
+from beam_pipeline.features import lazy
 from beam_pipeline.features.base import Feature
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 # Keras divides by max(sqrt(var), epsilon) so a constant column does not divide by zero.
 KERAS_EPSILON = 1e-7

@@ -1,10 +1,13 @@
 """Passthrough: a numeric column copied unchanged (an id, or a feature already scaled)."""
 
+from __future__ import annotations
+
 import dataclasses
 
-import tensorflow as tf
-
+from beam_pipeline.features import lazy
 from beam_pipeline.features.base import Feature
+
+tf = lazy.module("tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """TextVectorization: free text to token ids or token vectors with a learned vocabulary."""
 
+from __future__ import annotations
+
 import dataclasses
 from typing import Optional, Sequence, Union
 
-import tensorflow as tf
-import tensorflow_transform as tft
-
-from beam_pipeline.features import encoding, vocabulary
+from beam_pipeline.features import encoding, lazy, vocabulary
 from beam_pipeline.features.base import Feature, check_choice, check_positive, densify
+
+tf = lazy.module("tensorflow")
+tft = lazy.module("tensorflow_transform")
 
 # Exactly keras.layers.TextVectorization's DEFAULT_STRIP_REGEX: Python's string.punctuation.
 KERAS_STRIP_REGEX = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'

@@ -15,12 +15,17 @@ Keras's for strings. Integers are stored as sortable text ("1" + 19 digits for x
 numerically, descending, as Keras's IntegerLookup does.
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
-import tensorflow as tf
-from tensorflow_transform import mappers, tf_utils
+from beam_pipeline.features import lazy
 
-from beam_pipeline.features import vocabulary_counts
+tf = lazy.module("tensorflow")
+mappers = lazy.module("tensorflow_transform.mappers")
+tf_utils = lazy.module("tensorflow_transform.tf_utils")
+# Its analyzer's Beam stages subclass Beam and tf.Transform classes: imported on first use.
+vocabulary_counts = lazy.module("beam_pipeline.features.vocabulary_counts")
 
 FILE_FORMAT = "text"
 # What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
