@@ -7,8 +7,9 @@
     beam-pipeline predict --model DIR --input FILE [--output FILE]
     beam-pipeline inspect OUTPUT [--records N]
 
-Every argument the command does not know is a Beam pipeline option and reaches
-`PipelineOptions` unchanged (`--runner DataflowRunner --project ... --region ...
+Every argument preprocess or refresh does not know is a Beam pipeline option and reaches
+`PipelineOptions` unchanged (one Beam does not know either is an error, exit 2); train,
+predict and inspect run no pipeline, so an argument they do not know is an error (`--runner DataflowRunner --project ... --region ...
 --temp_location gs://... --setup_file ./setup.py`). Without `--runner`, the job runs on
 the local FnApiRunner.
 
@@ -53,7 +54,8 @@ def _loaded(module: str, name: str):
 
 
 def load_config(path):
-    """`beam_pipeline.config.load_config`, imported on first use (it imports TensorFlow)."""
+    """`beam_pipeline.config.load_config`, imported on first use (yaml and the kinds'
+    option checks: about 0.3 s; a local config imports no TensorFlow nor Beam)."""
     from beam_pipeline.config import load_config as load  # pylint: disable=import-outside-toplevel
     return load(path)
 
@@ -111,7 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--records", type=int, default=0,
                          help="show the first N input rows and their transformed features")
     inspect.add_argument("--log-level", default="WARNING")
+    parser.commands = commands.choices  # name -> its parser (see `_unknown_argument`)
     return parser
+
+
+# Commands whose unknown arguments go to Beam as pipeline options (checked by Beam's names).
+BEAM_COMMANDS = ("preprocess", "refresh")
+
+
+def _unknown_argument(parser, command: str, extra) -> str:
+    """The error for the first of `extra`, arguments the command does not take (train,
+    predict and inspect run no Beam pipeline, so nothing else could take them)."""
+    import difflib  # pylint: disable=import-outside-toplevel
+    name = extra[0].split("=", 1)[0]
+    options = sorted(o for a in parser.commands[command]._actions  # pylint: disable=protected-access
+                     for o in a.option_strings if o.startswith("--") and o != "--help")
+    close = difflib.get_close_matches(name, options, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    what = "argument" if name.startswith("-") else "extra argument"
+    return (f"beam-pipeline {command}: error: unknown {what} {name}{hint} ({command} takes "
+            + ", ".join(options) + ")")
 
 
 def _resolved(config, run):
@@ -171,33 +192,41 @@ def _predict(args) -> int:
     from beam_pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     try:
         predictions = predict.predict(args.model, args.input)
-    except predict.ModelError as e:
+    except (predict.ModelError, predict.InputError) as e:
         print(f"beam-pipeline predict: error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     lines = (json.dumps(p) for p in predictions)  # keys sorted by name, see predict.predict
-    if args.output:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with tf.io.gfile.GFile(args.output, "w") as f:
-            for line in lines:
-                f.write(line + "\n")
-    else:
-        for i, line in enumerate(lines):
-            if args.limit is not None and i >= args.limit:
-                break
-            print(line)
+    try:
+        if args.output:
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            with tf.io.gfile.GFile(args.output, "w") as f:
+                for line in lines:
+                    f.write(line + "\n")
+        else:
+            for i, line in enumerate(lines):
+                if args.limit is not None and i >= args.limit:
+                    break
+                print(line)
+    except predict.InputError as e:  # a line of --input that is not JSON, found when read
+        print(f"beam-pipeline predict: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     return 0
 
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit code."""
-    args, beam_args = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.command not in BEAM_COMMANDS:
+        print(_unknown_argument(parser, args.command, beam_args), file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     if args.log_level.upper() != "DEBUG":
         # Before TensorFlow is first imported (below, lazily); a level set by the user wins.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command in ("preprocess", "refresh") and beam_args:
+    if args.command in BEAM_COMMANDS and beam_args:
         # Before the config is read: a misspelt Beam option (`--runer`) would otherwise be
         # logged by Beam and ignored, and the job would run on the local runner. (Without
         # Beam arguments there is nothing to check, and nothing heavy to import for it.)
@@ -213,14 +242,9 @@ def main(argv=None) -> int:
         if args.command == "predict":
             return _predict(args)
         if args.command == "inspect":
+            # A local output's account imports no TensorFlow nor Beam (see inspect_run).
             from beam_pipeline.outputs import inspect_run  # pylint: disable=import-outside-toplevel
-            from beam_pipeline.refresh import runs
-            from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
-            try:
-                out = runs.resolve(args.output, args.run)
-            except ValueError as e:
-                raise ConfigError(f"inspect: {e}") from None
-            print(inspect_run.inspect(out, args.records))
+            print(inspect_run.inspect(inspect_run.resolve(args.output, args.run), args.records))
             return 0
         if args.command == "refresh":
             return _refresh(args, beam_args)

@@ -1,29 +1,97 @@
-"""`inspect`: a readable account of a finished run, optionally with raw rows next to their transform."""
+"""`inspect`: a readable account of a finished run, optionally with raw rows next to their transform.
+
+The account of a local output needs no TensorFlow, tf.Transform nor Beam (seconds to import):
+it reads the run's JSON summary with plain file IO. A gs:// output is read through Beam's
+FileSystems, and `--records` runs the transform graph, so those import them when used.
+"""
 
 import csv
 import itertools
 import json
-from typing import Dict, List
+import os
+import re
+from typing import Dict, List, Optional
 
-import numpy as np
-import tensorflow as tf
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
-from beam_pipeline.outputs import layout, summary as run_summary
 from beam_pipeline.config import ConfigError
-from beam_pipeline.sources import matching_files
 
-_DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+# outputs.layout's and refresh.runs's names (both modules import Beam's FileSystems;
+# tests/test_inspect.py checks these agree with them).
+_RUN_SUMMARY = "run_summary.json"
+_REJECTED = ("rejected", "rejected")
+_REJECTED_SUFFIX = ".jsonl"
+_RUNS, _LATEST = "runs", "LATEST"
+
+_DTYPES = {"float": "float32", "int": "int64", "string": "string"}
+
+
+def _is_url(path: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path))
+
+
+def _join(base: str, *parts: str) -> str:
+    """What Beam's FileSystems.join gives: os.path.join for a local path, "/" otherwise."""
+    if not _is_url(base):
+        return os.path.join(base, *parts)
+    for part in parts:
+        base = base + part if base.endswith("/") else f"{base}/{part}"
+    return base
+
+
+def _exists(path: str) -> bool:
+    if not _is_url(path):
+        return os.path.exists(path)
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    return FileSystems.exists(path)
+
+
+def _read_text(path: str) -> str:
+    if not _is_url(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
+def run_summary_path(out: str) -> str:
+    """`layout.run_summary_path`, without importing Beam."""
+    return _join(out, _RUN_SUMMARY)
+
+
+def rejected_pattern(out: str) -> str:
+    """`layout.rejected_pattern`, without importing Beam."""
+    return _join(out, *_REJECTED) + "*" + _REJECTED_SUFFIX
+
+
+def resolve(root: str, run: Optional[str] = None) -> str:
+    """The folder to inspect under `root`: `refresh.runs.resolve(root, run)`, ConfigError
+    for its errors. A local `root` without a runs/ folder or a LATEST pointer (a one-shot
+    preprocess output) is `root` itself, as `resolve` says, without importing Beam."""
+    if run is None and not _is_url(root) and not any(
+            os.path.exists(os.path.join(root, name)) for name in (_RUNS, _LATEST)):
+        return root
+    from beam_pipeline.refresh import runs  # pylint: disable=import-outside-toplevel
+    try:
+        return runs.resolve(root, run)
+    except ValueError as e:
+        raise ConfigError(f"inspect: {e}") from None
 
 
 def load_summary(out: str) -> Dict:
     """The run summary of the run under `out`; ConfigError if there is none."""
-    path = layout.run_summary_path(out)
-    if not FileSystems.exists(path):
+    path = run_summary_path(out)
+    if not _exists(path):
         raise ConfigError(f"inspect: no run summary at {path}; is {out} a preprocess output?")
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
+    return json.loads(_read_text(path))
+
+
+def numeric_line(name: str, s: Dict) -> str:
+    """One aligned line of a numeric column's statistics: `outputs.summary.numeric_line`
+    (that module imports tf.Transform; tests/test_inspect.py checks the two agree)."""
+    if not s["count"]:
+        return f"{name:<20} no values, missing {s['missing']:,}"
+    return (f"{name:<20} mean {s['mean']:<12.6g} std {s['variance'] ** 0.5:<12.6g}"
+            f" min {s['min']:<12.6g} max {s['max']:<12.6g} missing {s['missing']:,}")
 
 
 def read_raw_rows(input_section: Dict, limit: int) -> List[Dict[str, str]]:
@@ -31,6 +99,10 @@ def read_raw_rows(input_section: Dict, limit: int) -> List[Dict[str, str]]:
 
     Reads line by line, so only the rows shown are read, however large the file.
     """
+    # pylint: disable=import-outside-toplevel
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    from beam_pipeline.sources import matching_files
     files = matching_files(input_section["file_pattern"])
     names = [c["name"] for c in input_section["columns"]]
     rows: List[Dict[str, str]] = []
@@ -63,11 +135,14 @@ def _keep_bare_cr(line: str) -> str:
     return body.replace("\r", _CR)
 
 
-def _raw_tensors(rows: List[Dict[str, str]], columns: List[Dict]) -> Dict[str, tf.SparseTensor]:
+def _raw_tensors(rows: List[Dict[str, str]], columns: List[Dict]) -> Dict:
     """Rows -> the [batch, 1] VarLen sparse tensors the transform graph takes; "" is missing."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     tensors = {}
     for column in columns:
-        name, dtype = column["name"], _DTYPES[column.get("read_type", column["type"])]
+        name = column["name"]
+        dtype = tf.as_dtype(_DTYPES[column.get("read_type", column["type"])])
         present = [i for i, row in enumerate(rows) if row.get(name, "") != ""]
         values = [rows[i][name] for i in present]
         if dtype == tf.string:
@@ -89,6 +164,7 @@ def transform_rows(out: str, rows: List[Dict[str, str]], columns: List[Dict]) ->
 
 
 def _format_value(value) -> str:
+    import numpy as np  # pylint: disable=import-outside-toplevel
     if isinstance(value, np.ndarray):
         return "[" + " ".join(_format_value(v) for v in value.tolist()) + "]"
     if isinstance(value, float):
@@ -102,7 +178,7 @@ def _rejected(rows: Dict, out: str) -> str:
     if not rejected:
         return "rejected 0"
     reasons = ", ".join(f"{r} {n:,}" for r, n in rows.get("rejected_by_reason", {}).items())
-    return f"rejected {rejected:,} ({reasons}; see {layout.rejected_pattern(out)})"
+    return f"rejected {rejected:,} ({reasons}; see {rejected_pattern(out)})"
 
 
 def format_run(summary: Dict, out: str) -> str:
@@ -115,7 +191,7 @@ def format_run(summary: Dict, out: str) -> str:
         f"{s} {n:,}" for s, n in rows["written"].items()) + f"; {_rejected(rows, out)}")
     lines.append("  numeric statistics (train split):")
     for name, s in summary["statistics"]["numeric"].items():
-        lines.append("    " + run_summary.numeric_line(name, s))
+        lines.append("    " + numeric_line(name, s))
     lines.append("  vocabularies:")
     for name, v in summary["statistics"]["vocabularies"].items():
         top = ", ".join(repr(e["token"]) for e in v["top"][:5])
@@ -126,7 +202,7 @@ def format_run(summary: Dict, out: str) -> str:
             for split, pattern in path.items():
                 lines.append(f"    {name} {split}: {pattern}")
         else:
-            exists = "" if FileSystems.exists(path) else "  (missing)"
+            exists = "" if _exists(path) else "  (missing)"
             lines.append(f"    {name}: {path}{exists}")
     return "\n".join(lines)
 

@@ -35,9 +35,12 @@ def _read_rows(path: str) -> Iterator[Dict]:
     with tf.io.gfile.GFile(path, "r") as f:
         text = f.read()
     if path.endswith((".jsonl", ".json")):
-        for line in text.splitlines():
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except ValueError as e:
+                    raise InputError(f"--input {path}: line {number} is not JSON ({e})") from None
     else:
         yield from csv.DictReader(io.StringIO(text))
 
@@ -46,9 +49,25 @@ class ModelError(ValueError):
     """The --model folder is not a SavedModel with a `serving_raw` signature."""
 
 
+class InputError(ValueError):
+    """The --input file is missing or unreadable; the message names it."""
+
+
+def check_input(input_path: str) -> None:
+    """`InputError` naming `input_path` unless it is a file."""
+    if not tf.io.gfile.exists(input_path):
+        raise InputError(f"--input {input_path}: no such file")
+    if tf.io.gfile.isdir(input_path):
+        raise InputError(f"--input {input_path}: is a folder; expected a CSV or .jsonl file")
+
+
 def load_raw_signature(model_dir: str):
     """The `serving_raw` signature of the SavedModel in `model_dir`, or `ModelError`
     naming the folder (and the signatures it has)."""
+    if not tf.io.gfile.isdir(model_dir):
+        what = "is a file, not a folder" if tf.io.gfile.exists(model_dir) else "no such folder"
+        raise ModelError(f"--model {model_dir}: {what}; predict takes the serving export of "
+                         "`beam-pipeline train`, OUTPUT/model/serving")
     try:
         model = tf.saved_model.load(model_dir)
     except (OSError, ValueError, tf.errors.OpError) as e:
@@ -66,8 +85,9 @@ def predict(model_dir: str, input_path: str) -> Iterator[Dict]:
     """One prediction dict per input row, in input order, keys sorted by name (the
     signature's outputs come back in an order that changes between processes).
 
-    Loads the model and checks its `serving_raw` signature now (`ModelError`), then
-    reads and predicts lazily."""
+    Checks that the input file exists (`InputError`), loads the model and checks its
+    `serving_raw` signature (`ModelError`) now, then reads and predicts lazily."""
+    check_input(input_path)
     model, serve = load_raw_signature(model_dir)
     return _predictions(model, serve, input_path)
 
