@@ -8,7 +8,6 @@ memory. Two reads keep peak memory flat in the number of rows.
 
 import dataclasses
 import json
-import os
 from typing import Dict, List, Optional
 
 import apache_beam as beam
@@ -19,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 
-from beam_pipeline.outputs import layout
+from beam_pipeline.outputs import layout, storage
 from beam_pipeline.job import preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import sources
@@ -179,27 +178,15 @@ class AnalysisCache:
         for span in self.spans:
             staged = FileSystems.join(self.staging, self.key(span))
             target = FileSystems.join(self.dir, self.key(span))
-            if not FileSystems.exists(staged):  # a cached span: nothing was staged
+            # On an object store a folder "exists" only through its objects (storage).
+            if storage.is_empty(staged):  # a cached span: nothing was staged
                 continue
-            if FileSystems.exists(target):
-                FileSystems.delete([target])  # a half copy from an interrupted commit
-            _move_tree(staged, target)
-            with FileSystems.create(FileSystems.join(target, COMPLETE)) as f:
-                f.write(b"")
+            storage.delete_tree(target)  # a half copy from an interrupted commit
+            storage.move_tree(staged, target)
+            storage.write_bytes(FileSystems.join(target, COMPLETE), b"")
 
 
 COMPLETE = "COMPLETE"
-
-
-def _move_tree(source: str, target: str) -> None:
-    """Moves every file under `source` to the same place under `target` (local or object
-    store: object stores have no folders to rename, so files move one by one)."""
-    files = [m.path for m in FileSystems.match([FileSystems.join(source, "**")])[0].metadata_list]
-    targets = [FileSystems.join(target, os.path.relpath(f, source)) for f in files]
-    for folder in sorted({t.rsplit("/", 1)[0] for t in targets}):
-        if layout.is_local(folder) and not FileSystems.exists(folder):
-            os.makedirs(folder, exist_ok=True)
-    FileSystems.rename(files, targets)
 
 
 def _analyze_with_cache(pipeline, read, cache: AnalysisCache, split_args, adapter_config,

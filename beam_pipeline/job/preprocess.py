@@ -2,11 +2,9 @@
 
 import dataclasses
 import difflib
-import glob
 import logging
 import os
 import secrets
-import shutil
 import sys
 import time
 from typing import Dict, List, Optional
@@ -18,7 +16,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOpti
                                                   _BeamArgumentParser)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline.outputs import layout, rejects, report, summary, transformed_schema
+from beam_pipeline.outputs import layout, rejects, report, storage, summary, transformed_schema
 from beam_pipeline.job import pipeline, progress, schema
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.job.preprocessing import preprocessing_fn_for
@@ -88,12 +86,6 @@ def pipeline_options(beam_args) -> PipelineOptions:
     return options
 
 
-def _files(out: str) -> List[str]:
-    """Every file at any depth under `out` (`*` would match the files directly under it
-    only, and an object store has no folder to test for existence)."""
-    return [m.path for m in FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list]
-
-
 def check_output(out: str, overwrite: bool) -> bool:
     """Fails if the output folder already has content (unless told to replace it), or if
     a local output folder cannot be written; returns whether it has content.
@@ -112,7 +104,7 @@ def check_output(out: str, overwrite: bool) -> bool:
             existing = os.path.dirname(existing)
         if existing and not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(f"output.dir: no permission to write under {existing}")
-    files = _files(out)
+    files = storage.files(out)
     if files and not overwrite:
         raise ConfigError(f"output.dir: {out} is not empty; choose another folder or "
                           "pass --overwrite to replace it")
@@ -133,41 +125,22 @@ def clean_siblings(out: str) -> List[str]:
     `out` is missing (else `out` is the newer complete run and it is deleted).
     """
     removed = []
-    if layout.is_local(out):
-        base = out.rstrip("/")
-        siblings = sorted(glob.glob(glob.escape(base) + layout.STAGING_MARK + "*")
-                          + glob.glob(glob.escape(base) + layout.REPLACED_MARK + "*"))
-        for path in siblings:
-            kind = layout.sibling_kind(out, path)
-            if kind is None or not os.path.isdir(path):
-                continue
-            if kind == "replaced" and not os.path.exists(base):
-                os.rename(path, base)
-                logging.warning("put back %s as %s (a run was killed while replacing it)",
-                                path, base)
-                continue
-            shutil.rmtree(path)
-            removed.append(path)
-        return removed
-    pattern = out.rstrip("/") + layout.STAGING_MARK + "*/**"
-    files = [m.path for m in FileSystems.match([pattern])[0].metadata_list
-             if layout.sibling_kind(out, m.path) == "staging"]
-    if files:
-        FileSystems.delete(files)
-        length = len(layout.staging_dir(out, "0" * 8))
-        removed.extend(sorted({f[:length] for f in files}))
+    base = out.rstrip("/")
+    # Object stores: no renames, so no `replaced` folder is ever left there.
+    marks = ((layout.STAGING_MARK, layout.REPLACED_MARK) if layout.is_local(out)
+             else (layout.STAGING_MARK,))
+    for path in sorted(p for mark in marks for p in storage.siblings(base + mark)):
+        kind = layout.sibling_kind(out, path)
+        if kind is None:
+            continue
+        if kind == "replaced" and not os.path.exists(base):
+            os.rename(path, base)
+            logging.warning("put back %s as %s (a run was killed while replacing it)",
+                            path, base)
+            continue
+        storage.delete_tree(path)
+        removed.append(path)
     return removed
-
-
-def _remove(folder: str) -> None:
-    """Deletes `folder` and everything under it (on an object store: its files)."""
-    if layout.is_local(folder):
-        if os.path.exists(folder):
-            shutil.rmtree(folder)
-        return
-    files = _files(folder)
-    if files:
-        FileSystems.delete(files)
 
 
 def publish(staging: str, out: str) -> None:
@@ -179,35 +152,9 @@ def publish(staging: str, out: str) -> None:
     a folder): every new file is copied into place, the run summary and report last, then
     the old files the new run does not have are deleted, then the staged copies.
     """
-    if layout.is_local(out):
-        base = out.rstrip("/")
-        aside = layout.replaced_dir(out, secrets.token_hex(4))
-        had_old = os.path.exists(base)
-        if had_old:
-            os.rename(base, aside)
-        try:
-            os.rename(staging, base)
-        except BaseException:
-            if had_old:
-                os.rename(aside, base)
-            raise
-        if had_old:
-            shutil.rmtree(aside, ignore_errors=True)
-        return
-    new = _files(staging)
-    prefix = staging.rstrip("/") + "/"
-    relative = [p[len(prefix):] for p in new]
-    targets = [FileSystems.join(out, r) for r in relative]
     last = {layout.RUN_SUMMARY, os.path.basename(layout.report_path(""))}
-    for final in (False, True):
-        pairs = [(s, t) for s, t, r in zip(new, targets, relative) if (r in last) == final]
-        if pairs:
-            FileSystems.copy([s for s, _ in pairs], [t for _, t in pairs])
-    keep = set(targets)
-    stale = [p for p in _files(out) if p not in keep]
-    if stale:
-        FileSystems.delete(stale)
-    FileSystems.delete(new)
+    storage.replace(staging, out, last=lambda relative: relative in last,
+                    aside=layout.replaced_dir(out, secrets.token_hex(4)))
 
 
 def preflight(config: Config, overwrite: bool) -> List[sources.Read]:
@@ -221,10 +168,12 @@ def preflight(config: Config, overwrite: bool) -> List[sources.Read]:
 def _reports_progress_here(options: PipelineOptions) -> bool:
     """True when the pipeline's steps run on this machine (the local runner, in this
     process or its worker processes), where they can count rows into local files."""
+    from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
     runner = options.view_as(StandardOptions).runner or ""
     mode = options.view_as(DirectOptions).direct_running_mode
-    return runner.split(".")[-1] in LOCAL_RUNNERS and mode in (None, "in_memory",
-                                                               "multi_processing")
+    return (runner.split(".")[-1] in LOCAL_RUNNERS and mode in (None, "in_memory",
+                                                                "multi_processing")
+            or submit.workers_on_this_machine(options))
 
 
 def _wait(result, options: PipelineOptions, reporter) -> None:
@@ -266,7 +215,7 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
     started = time.time()
     reads = preflight(config, overwrite)
     out = config.output.dir
-    if not (overwrite and _files(out)):
+    if not (overwrite and not storage.is_empty(out)):
         return _run(config, options, progress_interval, analysis_cache, reads, started)
     staging = layout.staging_dir(out, secrets.token_hex(4))
     staged = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=staging))
@@ -279,7 +228,7 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
             f"rejected records are in {staging} (removed by the next --overwrite run).") from None
     except Exception:
         # A pipeline error: nothing in the partial run explains more than the traceback.
-        _remove(staging)
+        storage.delete_tree(staging)
         raise
     publish(staging, out)
     logging.info("run summary written to %s", layout.run_summary_path(out))
@@ -340,13 +289,13 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
         # Keep what explains the failure (summary, report, rejected/), not what could be
         # trained on by mistake.
         run_summary["status"] = "failed: too many rejected records"
-        FileSystems.delete([p for p in layout.published_dirs(out) if FileSystems.exists(p)])
+        for folder in layout.published_dirs(out):
+            storage.delete_tree(folder)
         raise
     finally:
         summary.write_summary(run_summary, layout.run_summary_path(out))
         report.write_report(run_summary, statistics, out)
-        if FileSystems.exists(temp_dir):
-            FileSystems.delete([temp_dir])
+        storage.delete_tree(temp_dir)
     if published_as is None:
         logging.info("run summary written to %s", layout.run_summary_path(out))
     return run_summary

@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import sources
 from beam_pipeline.refresh import drift, runs
-from beam_pipeline.outputs import layout, summary
+from beam_pipeline.outputs import layout, storage, summary
 from beam_pipeline.job import pipeline
 from beam_pipeline.outputs import report as html_report
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS
@@ -188,7 +188,7 @@ def accept_drift(config: Config, run_id: str) -> Outcome:
     manifest = runs.read_manifest(out)
     if manifest is None:
         complete = runs.complete_runs(root)
-        state = ("has no manifest (the run did not finish)" if FileSystems.exists(out)
+        state = ("has no manifest (the run did not finish)" if storage.exists(out)
                  else "does not exist")
         raise ConfigError(f"--accept-drift: run {run_id} under {root} {state}; complete "
                           f"runs: {', '.join(complete) or 'none'}")
@@ -207,8 +207,10 @@ def accept_drift(config: Config, run_id: str) -> Outcome:
                           f"{manifest.get('previous')}, but the published run is now "
                           f"{published}: its drift report is stale; run a refresh instead")
     try:
-        with FileSystems.open(FileSystems.join(out, drift.REPORT_JSON)) as f:
-            report = json.loads(f.read().decode("utf-8"))
+        text = storage.read_text(FileSystems.join(out, drift.REPORT_JSON))
+        if text is None:
+            raise OSError("no such file")
+        report = json.loads(text)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--accept-drift: run {run_id} has no readable "
                           f"{drift.REPORT_JSON}: {e}") from None

@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline.outputs import layout
+from beam_pipeline.outputs import layout, storage
 
 RUNS = "runs"
 LATEST = "LATEST"
@@ -157,15 +157,9 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 
 def _read(path: str) -> Optional[bytes]:
-    """The bytes of `path`, or None if it does not exist."""
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            return f.read()
-    except OSError:  # Beam raises BeamIOError (an OSError) or the OS error itself
-        # Checking after the failure, not before, so a file deleted in between is "missing".
-        if not FileSystems.exists(path):
-            return None
-        raise
+    """The bytes of `path`, or None if it does not exist (on GCS a missing object raises
+    `NotFound`, not `OSError`: `storage.read_bytes` treats both as absent)."""
+    return storage.read_bytes(path)
 
 
 def _matching(pattern: str) -> List[str]:
@@ -189,16 +183,9 @@ def read_manifest(run_dir: str) -> Optional[Dict]:  # pylint: disable=redefined-
 
 def _all_runs(root: str) -> List[str]:
     """Ids of every run folder under ROOT/runs, complete or not, sorted oldest first."""
-    base = runs_dir(root)
-    if layout.is_local(base):
-        # Listing files would miss a run folder that was created but is still empty.
-        names = [e.name for e in os.scandir(base) if e.is_dir()] if os.path.isdir(base) else []
-    else:
-        # Object stores have no folders: a run exists if some object is under its prefix.
-        prefix = base.rstrip("/") + "/"
-        names = {p[len(prefix):].split("/", 1)[0] for p in _matching(prefix + "**")
-                 if p.startswith(prefix)}
-    return sorted(n for n in names if is_run_id(n))
+    # Local: every folder, even one created but still empty; object stores have no
+    # folders: a run exists if some object is under its prefix.
+    return sorted(n for n in storage.subfolders(runs_dir(root)) if is_run_id(n))
 
 
 def complete_runs(root: str) -> List[str]:
@@ -284,15 +271,9 @@ def _delete_run(root: str, rid: str) -> None:
     folder = run_dir(root, rid)
     # The manifest goes first: a delete killed halfway leaves debris (which the next
     # clean_debris removes), never a "complete" run with files missing.
-    manifest = manifest_path(folder)
-    if FileSystems.exists(manifest):
-        FileSystems.delete([manifest])
-    if layout.is_local(folder):
-        FileSystems.delete([folder])  # recursive (and the folder itself)
-        return
-    paths = _matching(folder.rstrip("/") + "/**")
-    if paths:
-        FileSystems.delete(paths)
+    storage.delete_files([manifest_path(folder)] if storage.file_exists(manifest_path(folder))
+                         else [])
+    storage.delete_tree(folder)
 
 
 def clean_debris(root: str, keep: Iterable[str] = ()) -> List[str]:
