@@ -79,3 +79,30 @@ def test_a_folder_without_a_saved_model_is_a_clear_error(tmp_path, models, capsy
     assert cli.main(["predict", "--model", str(tmp_path), "--input", models[2]]) == 2
     err = capsys.readouterr().err
     assert f"--model {tmp_path}: not a loadable SavedModel" in err, err
+
+
+def test_a_missing_input_file_is_a_clear_error(tmp_path, models, capsys):
+    with_raw = models[0]
+    missing = str(tmp_path / "no_such_rows.csv")
+    assert cli.main(["predict", "--model", with_raw, "--input", missing]) == 2
+    err = capsys.readouterr().err
+    assert f"--input {missing}: no such file" in err and "Traceback" not in err, err
+    assert cli.main(["predict", "--model", with_raw, "--input", str(tmp_path)]) == 2
+    assert f"--input {tmp_path}: is a folder" in capsys.readouterr().err
+
+
+def test_a_missing_model_folder_is_a_clear_error(tmp_path, models, capsys):
+    missing = str(tmp_path / "no_such_model")
+    assert cli.main(["predict", "--model", missing, "--input", models[2]]) == 2
+    err = capsys.readouterr().err
+    assert f"--model {missing}: no such folder" in err and "Traceback" not in err, err
+    assert cli.main(["predict", "--model", models[2], "--input", models[2]]) == 2
+    assert f"--model {models[2]}: is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_line_that_is_not_json_is_a_clear_error(tmp_path, models, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"x": 0.5, "s": "a"}\n{"x": 0.5, "s":\n')
+    assert cli.main(["predict", "--model", models[0], "--input", str(rows)]) == 2
+    err = capsys.readouterr().err
+    assert f"--input {rows}: line 2 is not JSON" in err and "Traceback" not in err, err
