@@ -249,3 +249,49 @@ def test_object_store_move_tree_and_siblings(bucket):
     assert storage.is_empty(_Objects.PREFIX + "tmp")
     assert storage.siblings(_Objects.PREFIX + "out.staging-") == [
         _Objects.PREFIX + "out.staging-1", _Objects.PREFIX + "out.staging-2"]
+
+
+# ---- the commands' uses, on the folder-less store ---------------------------------------
+
+def test_progress_dir_is_local_for_an_object_store_temp(tmp_path):
+    from beam_pipeline.outputs import layout
+    remote = layout.progress_dir("gs://bkt/out/.tmp")
+    assert storage.is_local(remote) and remote == layout.progress_dir("gs://bkt/out/.tmp")
+    assert remote != layout.progress_dir("gs://bkt/other/.tmp")
+    local = layout.progress_dir(str(tmp_path / ".tmp"))
+    assert local.startswith(str(tmp_path / ".tmp"))
+
+
+def test_analysis_cache_commit_on_an_object_store(bucket):
+    from beam_pipeline.job.pipeline import COMPLETE, AnalysisCache
+    cache = AnalysisCache(_Objects.PREFIX + "cache", {"old": ["a"], "new": ["b"]},
+                          staging=_Objects.PREFIX + "out/.tmp/analysis_cache")
+    old, new = cache.key("old"), cache.key("new")
+    _write(str(bucket / "cache" / old / COMPLETE), b"")
+    _write(str(bucket / "cache" / old / "part"), b"old")
+    _write(str(bucket / "cache" / new / "half"), b"interrupted commit")
+    _write(str(bucket / "out" / ".tmp" / "analysis_cache" / new / "x" / "part"), b"new")
+    assert cache.cached == ["old"]
+    cache.commit()
+    assert cache.cached == ["old", "new"]
+    assert sorted(_objects(bucket / "cache")) == sorted([
+        f"{old}/{COMPLETE}", f"{old}/part", f"{new}/{COMPLETE}", f"{new}/x/part"])
+    assert storage.is_empty(_Objects.PREFIX + "out/.tmp/analysis_cache")
+
+
+def test_runs_on_an_object_store(bucket):
+    from beam_pipeline.refresh import runs
+    root = _Objects.PREFIX + "root"
+    assert runs.latest(root) is None  # no LATEST object: NotFound means absent
+    assert runs.resolve(root) == root
+    ids = ["20261101T000000Z-0000000a", "20261102T000000Z-0000000b", "20261103T000000Z-0000000c"]
+    for rid in ids:
+        _write(str(bucket / "root" / "runs" / rid / "data" / "part"))
+        runs.write_manifest(runs.run_dir(root, rid), {"run_id": rid})
+    _write(str(bucket / "root" / "runs" / "20261104T000000Z-0000000d" / "half"))  # killed
+    runs.publish(root, ids[-1])
+    assert runs.latest(root) == ids[-1]
+    assert runs.clean_debris(root) == ["20261104T000000Z-0000000d"]
+    assert runs.apply_retention(root, 1) == ids[:2]
+    assert _objects(bucket / "root") == ["LATEST", f"runs/{ids[-1]}/MANIFEST.json",
+                                         f"runs/{ids[-1]}/data/part"]

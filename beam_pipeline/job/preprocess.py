@@ -296,6 +296,7 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
         summary.write_summary(run_summary, layout.run_summary_path(out))
         report.write_report(run_summary, statistics, out)
         storage.delete_tree(temp_dir)
+        storage.delete_tree(layout.progress_dir(temp_dir))  # local even for a gs:// output
     if published_as is None:
         logging.info("run summary written to %s", layout.run_summary_path(out))
     return run_summary

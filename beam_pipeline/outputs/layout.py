@@ -17,7 +17,10 @@ instant between the two renames, then deleted. Both are siblings of OUTPUT, so O
 never holds anything but one run.
 """
 
+import hashlib
+import os
 import re
+import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
@@ -97,8 +100,14 @@ def temp_dir(out: str) -> str:
 
 
 def progress_dir(temp: str) -> str:
-    """Where local runs count rows for the progress reporter (under the temp folder)."""
-    return FileSystems.join(temp, "progress")
+    """Where local runs count rows for the progress reporter: under the temp folder when it
+    is on this machine; else (a gs:// output) in a local folder named after it, since the
+    counting steps and the reporter write and read small files with local file calls (the
+    job removes it at the end)."""
+    if is_local(temp):
+        return FileSystems.join(temp, "progress")
+    digest = hashlib.sha256(temp.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"beam_pipeline-progress-{digest}")
 
 
 def model_dir(out: str) -> str:
