@@ -86,9 +86,7 @@ def ints(raw, feature, state, s: Steps, default: int):
     if fill is None:
         fill = default
     if isinstance(fill, float):
-        if not fill.is_integer():
-            raise NotExpressible(feature, f"its impute value {fill} is not an integer")
-        fill = int(fill)
+        fill = int(np.float32(fill))  # the statistic is cast to int64: truncation
     return s.int_fill(x, missing, fill), missing
 
 
@@ -263,7 +261,10 @@ def text_vectorization(raw, feature, state, s):
         else:
             options.update(vocabulary=vocab)
     layer = L.TextVectorization(name=s.name("text_vectorization"), **options)
-    return {feature.name: layer(raw[feature.column])}
+    y = layer(raw[feature.column])
+    if feature.output_mode != "int":
+        y = _vector(s, y)  # Keras's count mode gives int64 (its spec says float32)
+    return {feature.name: y}
 
 
 def _idf_weights(feature, state) -> list:
