@@ -123,3 +123,42 @@ def test_inspect_reads_raw_rows_by_header_name_and_keeps_bare_crs(tmp_path):
     rows = inspect_run.read_raw_rows(section, 5)
     assert rows == [{"id": "1", "text": "hello\rworld"}, {"id": "2", "text": "two\nlines"},
                     {"id": "3", "text": "plain"}]
+
+
+# A local output's account needs no TensorFlow nor Beam ------------------------------------
+
+def test_inspect_of_a_local_output_imports_no_tensorflow_nor_beam(pipeline_run):
+    from tests.test_cli import _modules_after  # pylint: disable=import-outside-toplevel
+    config, summary = pipeline_run
+    code = (f"from beam_pipeline import cli\nassert cli.main(['inspect', "
+            f"{config.output.dir!r}]) == 0")
+    assert _modules_after(code) == []
+
+
+def test_inspect_names_agree_with_layout_runs_and_summary(pipeline_run):
+    """inspect_run's copies of the layout's paths, the runs root's names and the numeric
+    line (their modules import Beam or tf.Transform) are the originals'."""
+    from beam_pipeline.outputs import summary as run_summary  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.refresh import runs  # pylint: disable=import-outside-toplevel
+    config, summary = pipeline_run
+    for out in (config.output.dir, "gs://bucket/out", "gs://bucket/out/", "relative/out"):
+        assert inspect_run.run_summary_path(out) == layout.run_summary_path(out)
+        assert inspect_run.rejected_pattern(out) == layout.rejected_pattern(out)
+    assert (inspect_run._RUNS, inspect_run._LATEST) == (runs.RUNS, runs.LATEST)  # pylint: disable=protected-access
+    assert inspect_run.resolve(config.output.dir) == runs.resolve(config.output.dir)
+    stats = dict(summary["statistics"]["numeric"],
+                 empty={"count": 0, "missing": 7, "mean": None, "variance": None,
+                        "min": None, "max": None})
+    for name, s in stats.items():
+        assert inspect_run.numeric_line(name, s) == run_summary.numeric_line(name, s)
+
+
+def test_inspect_of_a_runs_root_still_resolves_through_runs(tmp_path, capsys):
+    """A folder with a runs/ folder or a LATEST pointer goes through refresh.runs."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "LATEST").write_text("not-a-run\n")
+    assert cli.main(["inspect", str(tmp_path)]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert "holds runs but none is published" in err, err
+    assert cli.main(["inspect", str(tmp_path), "--run", "nope"]) == cli.EXIT_CONFIG_ERROR
+    assert "not a run id: 'nope'" in capsys.readouterr().err
