@@ -191,7 +191,11 @@ def test_portable_run_succeeds_on_the_pools_workers(portable_run, worker_pool):
     # The job's SDK worker (the FnApiRunner names them worker_N) was started by the pool,
     # not inside the driver.
     assert 'worker_id="worker_' in log, log[-2000:]
-    assert os.path.exists(os.path.join(out, "run_summary.json"))
+    # The pool's workers share this machine's disk, so the local progress report works.
+    with open(os.path.join(out, "run_summary.json")) as f:
+        read = json.load(f)["rows"]["read"]
+    assert f"progress: 100.0% done: {read:,} of {read:,} rows read" in proc.stderr, \
+        proc.stderr[-3000:]
 
 
 def test_portable_vocabularies_are_byte_identical(portable_run, pipeline_run):
@@ -302,28 +306,35 @@ def test_counters_fall_back_to_attempted_and_say_so():
 
 # A worker pool that cannot start workers ---------------------------------------------------
 
-def _preprocess(csv_dir, root, *beam_args, env=None):
+# A small job: the pool is checked after the pipeline is built, and these need no more.
+SMALL_FEATURES = {"id": {"kind": "passthrough"}, "f_normal": {"kind": "normalization"}}
+
+
+def _preprocess(csv_dir, root, capsys, *beam_args):
+    """`beam-pipeline preprocess` in this process; returns (exit code, stderr, output)."""
+    from beam_pipeline import cli  # pylint: disable=import-outside-toplevel
     out = str(root / "out")
-    path = write_config(root / "config.yaml", make_config(csv_dir, out))
-    proc = subprocess.run([EXE, "preprocess", "--config", path, *beam_args],
-                          capture_output=True, text=True, timeout=600, env=env or _env())
-    return proc, out
+    path = write_config(root / "config.yaml",
+                        make_config(csv_dir, out, features=SMALL_FEATURES))
+    code = cli.main(["preprocess", "--config", path, *beam_args])
+    return code, capsys.readouterr().err, out
 
 
 def _files_under(folder):
     return [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
 
 
-def test_no_worker_pool_at_the_endpoint_fails_with_exit_2(csv_dir, tmp_path):
+def test_no_worker_pool_at_the_endpoint_fails_with_exit_2(csv_dir, tmp_path, capsys):
     port = _free_port()  # nothing listens there
-    proc, out = _preprocess(csv_dir, tmp_path, *portable_args(port))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert f"no Beam worker pool at localhost:{port}" in proc.stderr
-    assert "worker_pool_main" in proc.stderr
+    code, err, out = _preprocess(csv_dir, tmp_path, capsys, *portable_args(port))
+    assert code == 2, err[-3000:]
+    assert f"no Beam worker pool at localhost:{port}" in err
+    assert "worker_pool_main" in err
     assert not _files_under(out), "a refused run leaves the output folder empty"
 
 
-def test_a_pool_whose_python_has_no_beam_fails_within_the_bound(csv_dir, tmp_path):
+def test_a_pool_whose_python_has_no_beam_fails_within_the_bound(csv_dir, tmp_path, capsys,
+                                                               monkeypatch):
     # The pool starts workers as `python` from its PATH: here one that fails as a Python
     # without Beam does (the pool itself runs on the venv's interpreter).
     fake_bin = tmp_path / "bin"
@@ -333,12 +344,12 @@ def test_a_pool_whose_python_has_no_beam_fails_within_the_bound(csv_dir, tmp_pat
                     "exit 1\n")
     fake.chmod(0o755)
     proc, port = start_pool(str(tmp_path / "pool.log"), path_first=str(fake_bin))
+    monkeypatch.setenv("BEAM_PIPELINE_WORKER_START_TIMEOUT", "20")
     try:
-        run, out = _preprocess(csv_dir, tmp_path, *portable_args(port),
-                               env={**_env(), "BEAM_PIPELINE_WORKER_START_TIMEOUT": "20"})
+        code, err, out = _preprocess(csv_dir, tmp_path, capsys, *portable_args(port))
     finally:
         stop_pool(proc)
-    assert run.returncode == 2, run.stderr[-3000:]
-    assert f"the Beam worker pool at localhost:{port}" in run.stderr
-    assert "started no SDK worker that connected within 20 s" in run.stderr
+    assert code == 2, err[-3000:]
+    assert f"the Beam worker pool at localhost:{port}" in err
+    assert "started no SDK worker that connected within 20 s" in err
     assert not _files_under(out)

@@ -65,6 +65,21 @@ def external_worker_pool(options: PipelineOptions) -> Optional[str]:
     return address or None
 
 
+def workers_on_this_machine(options: PipelineOptions) -> bool:
+    """True for the portable runner with the embedded job service and SDK workers on this
+    machine (`LOOPBACK`, or an `EXTERNAL` pool at a loopback address): they share its disk,
+    so the local progress report works for them."""
+    portable = options.view_as(PortableOptions)
+    if _runner(options) != "PortableRunner" or portable.job_endpoint not in (None, "",
+                                                                            "embed"):
+        return False
+    kind = (portable.environment_type or "").upper()
+    if kind == "LOOPBACK":
+        return True
+    address = external_worker_pool(options)
+    return bool(address) and _split(address)[0] in ("localhost", "127.0.0.1", "::1")
+
+
 def _split(address: str):
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "localhost"
