@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -316,7 +317,10 @@ def _preprocess(csv_dir, root, capsys, *beam_args):
     out = str(root / "out")
     path = write_config(root / "config.yaml",
                         make_config(csv_dir, out, features=SMALL_FEATURES))
+    before = set(threading.enumerate())
     code = cli.main(["preprocess", "--config", path, *beam_args])
+    # A refused job leaves no progress reporter running (it would write on after the end).
+    assert not [t for t in set(threading.enumerate()) - before if "(_loop)" in t.name]
     return code, capsys.readouterr().err, out
 
 

@@ -267,7 +267,7 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
                 if csv_only and _reports_progress_here(options) else None)
     from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
     result = submit.run(p, options, staged=published_as is not None,
-                        written=[layout.raw_metadata_dir(out), temp_dir])
+                        written=[layout.raw_metadata_dir(out), temp_dir], reporter=reporter)
     template = submit.template_location(options)
     if template:
         # Built and staged, not run: no counters, statistics, summary or report to write.

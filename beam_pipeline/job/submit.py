@@ -185,12 +185,20 @@ def _remove(folders: Sequence[str]) -> None:
             FileSystems.delete(files)
 
 
-def run(p, options: PipelineOptions, staged: bool = False, written: List[str] = ()):
+def _silence(reporter) -> None:
+    """Stops a progress `Reporter`'s thread without its final line (nothing has run)."""
+    reporter._stop.set()  # pylint: disable=protected-access  (progress.Reporter has no stop)
+    reporter._thread.join()  # pylint: disable=protected-access
+
+
+def run(p, options: PipelineOptions, staged: bool = False, written: List[str] = (),
+        reporter=None):
     """Checks what the runner's options ask for, then `p.run()`; returns its result.
 
     `staged`: the output is being built in a staging folder (`--overwrite`). `written`:
     the folders this run wrote before submitting, removed if the job is refused here (the
     output folder was empty, so it is empty again and the command can simply be rerun).
+    `reporter`: the progress reporter already started, stopped if the job is refused.
     """
     try:
         if template_location(options) and staged:
@@ -202,6 +210,8 @@ def run(p, options: PipelineOptions, staged: bool = False, written: List[str] = 
         if address:
             check_worker_pool(address)
     except ConfigError:
+        if reporter is not None:
+            _silence(reporter)
         _remove(written)
         raise
     return p.run()
