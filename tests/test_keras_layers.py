@@ -5,6 +5,11 @@ fed the same raw rows: every eval row of the shared `pipeline_run` fixture and c
 (OOV values, missing cells, NaN, empty text, unseen classes, extreme numbers). Ids must be
 equal, floats within 1e-6. The model is saved as `.keras` and reloaded in a fresh process
 that imports neither tensorflow_transform nor beam_pipeline.
+
+`pipeline_run` has no rescaling, category_encoding, mask token, imputation strategy, salt,
+bin_boundaries or invert, so one small in-memory tf.Transform analysis (no Beam job, no
+files read) over tests/parity_data.py's rows adds a feature for each, checked the same way
+on its eval rows and on test_keras_parity's crafted rows.
 """
 
 import csv
@@ -137,7 +142,105 @@ def both(run, eval_rows):
     return result
 
 
+# Features of tests/parity_data.py (scalar columns only), one per option the pipeline_run
+# features leave out, plus three of this file's own.
+SMALL_PICK = ["id", "x_norm", "x_inv", "const_norm", "x_fill", "x_median", "price_rescaled",
+              "const_minmax", "x_bins", "city_mask", "code_mask", "code_oov3",
+              "text_char_count", "text_ngrams", "city_hash_salt2", "city_hash_mask", "x_hash",
+              "code_hash", "city_x_code_onehot", "cat_onehot"]
+SMALL_EXTRA = {
+    "code_bins": {"kind": "discretization", "column": "code", "bin_boundaries": [0, 10, 50]},
+    "code_mean": {"kind": "passthrough", "column": "code", "impute": "mean",
+                  "missing_indicator": True},
+    "city_const": {"kind": "string_lookup", "column": "city", "impute": "constant",
+                   "fill_value": "Zug"},
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """(config, tft_output, None, model, eval rows) of the in-memory analysis."""
+    import types  # pylint: disable=import-outside-toplevel
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+    import tensorflow_transform.beam as tft_beam  # pylint: disable=import-outside-toplevel
+    from tensorflow_transform.tf_metadata import (  # pylint: disable=import-outside-toplevel
+        dataset_metadata, metadata_io, schema_utils)
+    from beam_pipeline.features import KINDS  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.serving import keras_layers  # pylint: disable=import-outside-toplevel
+    from tests import parity_data as pdata  # pylint: disable=import-outside-toplevel
+
+    out = str(tmp_path_factory.mktemp("keras_layers_small"))
+    types_ = {c["name"]: c["type"] for c in pdata.COLUMNS if "separator" not in c}
+    feats = []
+    for name, options in [(k, pdata.FEATURES[k]) for k in SMALL_PICK] + list(
+            SMALL_EXTRA.items()):
+        options = dict(options)
+        kind, column = options.pop("kind"), options.pop("column", name)
+        first = (options.get("columns") or [column])[0]
+        feats.append(KINDS[kind].from_options(name, column, types_[first], options))
+
+    def cell(kind, text):
+        if text == "":
+            return []
+        return ([np.float32(text)] if kind == "float" else [int(text)] if kind == "int"
+                else [text.encode()])
+
+    rows = pdata.generate()
+    ev = reference.is_eval([int(r["id"]) for r in rows], pdata.EVAL_FRACTION)
+    train = [{c: cell(t, r[c]) for c, t in types_.items()} for r, e in zip(rows, ev) if not e]
+    dtypes = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+    meta = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+        {c: tf.io.VarLenFeature(dtypes[t]) for c, t in types_.items()}))
+
+    def preprocessing_fn(inputs):
+        result = {}
+        for feature in feats:
+            result.update(feature.transform(inputs))
+        return result
+
+    with tft_beam.Context(temp_dir=os.path.join(out, "tmp")):
+        transform_fn = (train, meta) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(out)
+    metadata_io.write_metadata(meta, os.path.join(out, "metadata"))
+    config = types.SimpleNamespace(features=tuple(feats), label=None, preprocessing_fn=None)
+    model = keras_layers.keras_preprocessing_model(out, config)
+    return config, tft.TFTransformOutput(out), None, model, [
+        r for r, e in zip(rows, ev) if e]
+
+
+@pytest.fixture(scope="module")
+def small_both(small_run):
+    from tests.test_keras_parity import CRAFTED as PARITY_CRAFTED  # pylint: disable=import-outside-toplevel
+    _, tft_output, label, model, rows = small_run
+    result = {}
+    for source, source_rows in (("eval", rows), ("crafted", PARITY_CRAFTED)):
+        arrays = to_arrays(source_rows, tft_output.raw_feature_spec(), label)
+        result[source] = (source_rows, model_outputs(model, arrays),
+                          graph_outputs(tft_output, arrays, label))
+    return result
+
+
 # ---------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("source", ["eval", "crafted"])
+def test_every_option_equals_the_graph(small_both, source):
+    rows, ours, graph = small_both[source]
+    assert_equal_outputs(ours, graph, rows)
+
+
+SMALL_LAYERS = {
+    "x_inv": "Normalization", "price_rescaled": "Rescaling", "x_bins": "Discretization",
+    "city_mask": "StringLookup", "code_mask": "IntegerLookup", "cat_onehot": "CategoryEncoding",
+    "city_hash_salt2": "Hashing", "city_x_code_onehot": "HashedCrossing",
+    "text_char_count": "TextVectorization",
+}
+
+
+@pytest.mark.parametrize("feature,layer", sorted(SMALL_LAYERS.items()))
+def test_each_option_is_its_keras_layer(small_run, feature, layer):
+    names = [type(l).__name__ for l in small_run[3].layers if l.name.startswith(f"{feature}__")]
+    assert layer in names
 
 
 def test_model_takes_one_input_per_raw_column(run):
@@ -200,13 +303,18 @@ def test_learned_state_is_the_runs(run):
     assert len(model.get_layer("f_uniform_bins__discretization").bin_boundaries) == 4
 
 
-def test_keras_round_trip_in_a_fresh_process(run, both, tmp_path):
+@pytest.mark.parametrize("which", ["pipeline_run", "small"])
+def test_keras_round_trip_in_a_fresh_process(which, request, tmp_path):
     """Saved as .keras, reloaded where neither tensorflow_transform nor beam_pipeline is
     imported: the outputs are the graph's."""
-    config, tft_output, label, model = run
+    if which == "small":
+        tft_output, label, model = request.getfixturevalue("small_run")[1:4]
+        rows = request.getfixturevalue("small_both")["eval"][0][:150]
+    else:
+        tft_output, label, model = request.getfixturevalue("run")[1:]
+        rows = request.getfixturevalue("both")["eval"][0][:150] + CRAFTED
     path = str(tmp_path / "preprocessing.keras")
     model.save(path)
-    rows = both["eval"][0][:200] + CRAFTED
     arrays = to_arrays(rows, tft_output.raw_feature_spec(), label)
     np.savez(tmp_path / "raw.npz", **{k: (v.astype(str) if v.dtype == object else v)
                                        for k, v in arrays.items()})

@@ -90,6 +90,11 @@ def ints(raw, feature, state, s: Steps, default: int):
     return s.int_fill(x, missing, fill), missing
 
 
+def _string_missing(s, x):
+    """int64 1 where a string column is missing ("")."""
+    return L.StringLookup(vocabulary=[""], num_oov_indices=1, name=s.name("missing"))(x)
+
+
 def _indicator(feature, missing, out):
     if feature.missing_indicator:
         out[f"{feature.name}_missing"] = missing
@@ -175,9 +180,10 @@ def passthrough(raw, feature, state, s):
     out = {}
     if feature.column_type == "string":
         x = raw[feature.column]
-        if (feature.impute or feature.missing_indicator):
+        if feature.impute:
             raise NotExpressible(feature, "Keras has no layer that replaces a missing string")
         out[feature.name] = s.identity(x)
+        _indicator(feature, _string_missing(s, x), out)
         return out
     if feature.column_type == "int":
         x, missing = ints(raw, feature, state, s, default=0)
@@ -212,8 +218,7 @@ def lookup(raw, feature, state, s):
         x = s.int_fill(x, missing, -1)  # the graph's placeholder: its OOV bucket is -1's
         layer_cls = L.IntegerLookup
     else:
-        missing = L.StringLookup(vocabulary=[""], num_oov_indices=1,
-                                 name=s.name("missing"))(x)
+        missing = _string_missing(s, x)
         if "" in vocab:
             raise NotExpressible(feature, "its vocabulary holds the empty string (a value of "
                                           "U+0000), which a raw input cannot tell from missing")
@@ -296,8 +301,8 @@ def hashing(raw, feature, state, s):
     if feature.column_type == "string":
         if feature.impute is not None:
             raise NotExpressible(feature, "Keras has no layer that replaces a missing string")
-        x, missing = raw[feature.column], L.StringLookup(
-            vocabulary=[""], num_oov_indices=1, name=s.name("missing"))(raw[feature.column])
+        x = raw[feature.column]
+        missing = _string_missing(s, x)
     elif feature.column_type == "int":
         x, missing = ints(raw, feature, state, s, default=0)
     else:
