@@ -194,11 +194,15 @@ def test_help_and_a_config_error_print_no_tensorflow_log_lines(csv_dir, tmp_path
                                         if l.startswith("beam-pipeline: config error:")], \
         proc.stderr
     assert "no_such_key" in proc.stderr and not NATIVE_LOG.search(proc.stdout), proc.stdout
-    # --log-level debug shows TensorFlow's own lines again.
-    proc = subprocess.run([CONSOLE_SCRIPT, "preprocess", "--config", path, "--log-level",
-                           "debug"], capture_output=True, text=True, env=_quiet_env(),
-                          timeout=300)
-    assert proc.returncode == cli.EXIT_CONFIG_ERROR and NATIVE_LOG.search(proc.stderr)
+    # --log-level debug shows TensorFlow's own lines again. (A config error no longer
+    # imports TensorFlow at all; predict does, to check its --input file.)
+    missing = str(tmp_path / "no_such_rows.csv")
+    for level in ([], ["--log-level", "debug"]):
+        proc = subprocess.run([CONSOLE_SCRIPT, "predict", "--model", str(tmp_path), "--input",
+                               missing, *level], capture_output=True, text=True,
+                              env=_quiet_env(), timeout=300)
+        assert proc.returncode == cli.EXIT_CONFIG_ERROR and missing in proc.stderr, proc.stderr
+        assert bool(NATIVE_LOG.search(proc.stderr)) == bool(level), proc.stderr
 
 
 HEAVY = ("tensorflow", "tensorflow_transform", "apache_beam", "keras")
