@@ -201,7 +201,7 @@ class Output:
         features that needs neither tf.Transform nor beam_pipeline to load; see
         `beam_pipeline.serving.keras_layers`."""
         from beam_pipeline.serving import keras_layers  # pylint: disable=import-outside-toplevel
-        return keras_layers.keras_preprocessing_model(self.path)
+        return keras_layers.keras_preprocessing_model(self.path, self.config)
 
     def export(self, model: keras.Model, export_dir: str, task: Optional[str] = None,
                inputs: Optional[Sequence[str]] = None,

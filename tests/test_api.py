@@ -337,3 +337,19 @@ def test_the_readme_snippet_runs_as_written(messy_run, tmp_path):
                           timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tf.saved_model.load(export_dir).signatures["serving_raw"] is not None
+
+
+def test_native_keras_layers_from_the_api_equal_the_transform_layer(messy_output, messy_data):
+    """`Output.keras_preprocessing_model` on the default-config messy run (its parity per
+    kind is tests/test_keras_layers.py's): the same features as the graph on raw rows."""
+    _, _, records = _eval_rows(messy_output, messy_data)
+    requests = _requests(records[:64], messy_output)
+    raw = {k[4:]: tf.constant(v) for k, v in requests.items() if k.startswith("raw_")}
+    native = messy_output.keras_preprocessing_model()
+    inputs = messy_output.raw_inputs()
+    want = keras.Model(inputs, messy_output.transform_layer()(inputs))
+    got, expected = native(raw), want(raw)
+    assert sorted(got) == sorted(expected)
+    for name, value in got.items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(expected[name]), rtol=0,
+                                   atol=1e-6, err_msg=name)

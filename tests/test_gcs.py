@@ -169,6 +169,8 @@ def test_train_inspect_predict_read_gcs(gcs):
     assert any(f.startswith("serving/") and f.endswith("saved_model.pb")
                for f in gcs["model_files"]), gcs["model_files"]
     _ok(gcs["steps"]["inspect"])
+    # Artifacts are folders; on GCS a folder is only a prefix (FileSystems.exists: False).
+    assert "(missing)" not in gcs["steps"]["inspect"]["stdout"], gcs["steps"]["inspect"]
     _ok(gcs["steps"]["predict"])
     predictions = [json.loads(l) for l in gcs["steps"]["predict"]["stdout"].splitlines()
                    if l.startswith("{")]

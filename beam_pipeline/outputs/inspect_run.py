@@ -38,19 +38,22 @@ def _join(base: str, *parts: str) -> str:
 
 
 def _exists(path: str) -> bool:
+    """A file or a folder; on an object store a folder is any object under it."""
     if not _is_url(path):
         return os.path.exists(path)
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    return FileSystems.exists(path)
+    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
+    return storage.exists(path)
 
 
 def _read_text(path: str) -> str:
     if not _is_url(path):
         with open(path, "rb") as f:
             return f.read().decode("utf-8")
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8")
+    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
+    text = storage.read_text(path)
+    if text is None:  # a missing object raises NotFound, not OSError, on GCS
+        raise FileNotFoundError(path)
+    return text
 
 
 def run_summary_path(out: str) -> str:

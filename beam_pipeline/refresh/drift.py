@@ -21,9 +21,6 @@ import json
 import math
 from typing import Callable, Dict, List, Mapping, Optional, Union
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 EXIT_DRIFT = 4  # the CLI's exit code for a refresh the gate blocked
 
 DEFAULTS = {
@@ -354,6 +351,10 @@ def write_report(report: Dict, directory: str) -> List[str]:
 
     Returns the two paths. inf values are written as JSON `Infinity`, as in run_summary.json.
     """
+    # Imported here: a config with a refresh.drift section parses its thresholds with this
+    # module, and loading a config must not cost Beam's import.
+    from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
     paths = []
     for name, data in ((REPORT_JSON, json.dumps(report, indent=2, sort_keys=True)),
                        (REPORT_TEXT, format_report(report) + "\n")):
