@@ -526,8 +526,15 @@ def _read_text(path: str) -> str:
         with open(path, "rb") as f:
             return f.read().decode("utf-8")
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8")
+    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
+    try:
+        with FileSystems.open(path) as f:
+            return f.read().decode("utf-8")
+    except Exception as e:  # pylint: disable=broad-except
+        # A missing GCS object raises NotFound, not OSError: the same "cannot read" error.
+        if storage.is_missing(e):
+            raise FileNotFoundError(f"no such object: {e}") from None
+        raise
 
 
 def load_config(path: str) -> Config:

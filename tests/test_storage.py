@@ -295,3 +295,16 @@ def test_runs_on_an_object_store(bucket):
     assert runs.apply_retention(root, 1) == ids[:2]
     assert _objects(bucket / "root") == ["LATEST", f"runs/{ids[-1]}/MANIFEST.json",
                                          f"runs/{ids[-1]}/data/part"]
+
+
+def test_a_missing_config_object_is_a_config_error(bucket, monkeypatch):
+    """A missing config on an object store raises NotFound, not OSError: it must still be
+    "cannot read" (exit 2), not a traceback (exit 1)."""
+    from beam_pipeline import config as config_lib
+    monkeypatch.setattr(config_lib, "SUPPORTED_SCHEMES", ("gs", "bpstore"))
+    with pytest.raises(config_lib.ConfigError, match="cannot read bpstore://b/none.yaml"):
+        config_lib.load_config("bpstore://b/none.yaml")
+    _write(os.path.join(bucket, "b", "c.yaml"), b"{}")
+    with pytest.raises(config_lib.ConfigError) as found:  # read, then rejected as a config
+        config_lib.load_config("bpstore://b/c.yaml")
+    assert "cannot read" not in str(found.value)
