@@ -308,3 +308,13 @@ def test_a_missing_config_object_is_a_config_error(bucket, monkeypatch):
     with pytest.raises(config_lib.ConfigError) as found:  # read, then rejected as a config
         config_lib.load_config("bpstore://b/c.yaml")
     assert "cannot read" not in str(found.value)
+
+
+def test_user_vocabularies_are_summarized_on_an_object_store(bucket):
+    """A user preprocessing_fn's vocabularies under transform_fn/assets/ are found on an
+    object store, where the assets "folder" itself does not exist."""
+    from beam_pipeline.outputs.summary import user_vocabulary_summaries
+    _write(os.path.join(bucket, "out", "transform_fn", "assets", "city"), b"paris\nrome\n")
+    _write(os.path.join(bucket, "out", "transform_fn", "assets", "sub", "x"), b"y\n")
+    found = user_vocabulary_summaries("bpstore://out/transform_fn/assets", top_k=1)
+    assert found == {"city": {"size": 2, "top": [{"token": "paris"}]}}

@@ -9,7 +9,7 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import sources
-from beam_pipeline.outputs import layout
+from beam_pipeline.outputs import layout, storage
 from beam_pipeline.config import Config
 from beam_pipeline.features import vocabulary
 from beam_pipeline.job.split import SPLITS
@@ -57,14 +57,24 @@ def _vocabulary_summaries(config: Config, top_k: int, statistics: Dict) -> Dict[
             summaries[name]["coverage"] = kept / total if total else None
             summaries[name]["oov_rate"] = 1 - kept / total if total else None
     if config.preprocessing_fn:
-        # A user's preprocessing_fn writes vocabularies in tft's text format by default.
-        assets = FileSystems.join(config.output.dir, "transform_fn", "assets")
-        for match in (FileSystems.match([assets + "/*"])[0].metadata_list
-                      if FileSystems.exists(assets) else []):
-            with FileSystems.open(match.path) as f:
-                tokens = f.read().decode("utf-8", "backslashreplace").splitlines()
-            summaries[match.path.rsplit("/", 1)[-1]] = {
-                "size": len(tokens), "top": [{"token": t} for t in tokens[:top_k]]}
+        summaries.update(user_vocabulary_summaries(
+            FileSystems.join(config.output.dir, "transform_fn", "assets"), top_k))
+    return summaries
+
+
+def user_vocabulary_summaries(assets: str, top_k: int) -> Dict[str, Dict]:
+    """{file name: size and top tokens} of each file in the `assets` folder, which a
+    user's preprocessing_fn fills with vocabularies in tft's text format by default."""
+    summaries = {}
+    prefix = assets.rstrip("/") + "/"
+    # storage.files: on an object store the folder itself never "exists".
+    for path in storage.files(assets):
+        if "/" in path[len(prefix):]:
+            continue  # not a file directly under assets/
+        with FileSystems.open(path) as f:
+            tokens = f.read().decode("utf-8", "backslashreplace").splitlines()
+        summaries[path.rsplit("/", 1)[-1]] = {
+            "size": len(tokens), "top": [{"token": t} for t in tokens[:top_k]]}
     return summaries
 
 
