@@ -318,3 +318,21 @@ def test_user_vocabularies_are_summarized_on_an_object_store(bucket):
     _write(os.path.join(bucket, "out", "transform_fn", "assets", "sub", "x"), b"y\n")
     found = user_vocabulary_summaries("bpstore://out/transform_fn/assets", top_k=1)
     assert found == {"city": {"size": 2, "top": [{"token": "paris"}]}}
+
+
+def test_a_file_gone_since_listing_is_a_reject_not_a_crash(monkeypatch):
+    """On GCS a file deleted between listing and reading raises NotFound, not OSError: a
+    folder input's file becomes an `unreadable_file` reject and a CSV header probe reads
+    nothing, as a missing local file does."""
+    import types
+    from beam_pipeline.sources import csv as csv_source, folder_files
+
+    def gone(path, *args, **kwargs):
+        raise gexc.NotFound(f"GET {path}")
+
+    monkeypatch.setattr(folder_files.FileSystems, "open", gone)
+    reader = folder_files.FolderReader(types.SimpleNamespace(format="text_directory",
+                                                             max_length=None))
+    ((_, rejects),) = list(reader([("gs://b/class_a/1.txt", 0)]))
+    assert [(r.reason, r.file) for r in rejects] == [("unreadable_file", "gs://b/class_a/1.txt")]
+    assert csv_source._first_line("gs://b/x.csv", 1024) is None

@@ -11,6 +11,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.config import ConfigError, Input
+from beam_pipeline.outputs import storage
 from beam_pipeline.sources import csv_records, csv_values
 
 DELIMITERS_TO_SUGGEST = (",", ";", "\t", "|")
@@ -58,8 +59,12 @@ def _first_line(path: str, limit: int):
                 size += len(pieces[-1])
                 if end >= 0:
                     break
-    except (OSError, EOFError, zlib.error):
-        return None  # a damaged file: the reader rejects what it cannot read
+    except Exception as e:  # pylint: disable=broad-except
+        # A damaged file (or, on GCS, one deleted since it was listed: NotFound): the
+        # reader rejects what it cannot read.
+        if isinstance(e, (OSError, EOFError, zlib.error)) or storage.is_missing(e):
+            return None
+        raise
     if not pieces:
         return None
     line = b"".join(pieces)

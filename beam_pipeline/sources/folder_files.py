@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.config import Input, folder_columns
 from beam_pipeline.sources import batches, folders
+from beam_pipeline.outputs import storage
 from beam_pipeline.sources.dead_letter import Reject
 
 FILES_PER_ITEM = 64
@@ -69,7 +70,10 @@ class FolderReader:
             try:
                 with FileSystems.open(path) as f:
                     data = f.read()
-            except (OSError, IOError) as e:
+            except Exception as e:  # pylint: disable=broad-except
+                # Deleted since it was listed: OSError locally, NotFound on GCS.
+                if not (isinstance(e, OSError) or storage.is_missing(e)):
+                    raise
                 rejects.append(Reject(path, 0, "unreadable_file", str(e), b""))
                 continue
             reason, detail = self._problem(data)
