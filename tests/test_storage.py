@@ -336,3 +336,15 @@ def test_a_file_gone_since_listing_is_a_reject_not_a_crash(monkeypatch):
     ((_, rejects),) = list(reader([("gs://b/class_a/1.txt", 0)]))
     assert [(r.reason, r.file) for r in rejects] == [("unreadable_file", "gs://b/class_a/1.txt")]
     assert csv_source._first_line("gs://b/x.csv", 1024) is None
+
+
+def test_a_refused_job_removes_what_it_wrote_on_an_object_store(bucket, tmp_path):
+    """submit's cleanup of a refused job goes through storage.delete_tree: every object
+    under the folder, and a local folder, are gone; a missing folder is no error."""
+    from beam_pipeline.job import submit
+    _write(os.path.join(bucket, "out", "transformed_metadata", "schema.pbtxt"))
+    _write(os.path.join(bucket, "keep", "x"))
+    _write(str(tmp_path / "local" / "a" / "b"))
+    submit._remove(["bpstore://out/transformed_metadata", str(tmp_path / "local"),
+                    "bpstore://never"])
+    assert _objects(bucket) == ["keep/x"] and not (tmp_path / "local").exists()

@@ -13,16 +13,15 @@
 import logging
 import os
 import secrets
-import shutil
 import socket
 import threading
 from typing import List, Optional, Sequence
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   PortableOptions, StandardOptions)
 
 from beam_pipeline.config import ConfigError
+from beam_pipeline.outputs import storage
 
 # Seconds a worker pool gets to start one SDK worker that connects back (a worker imports
 # Beam first: a few seconds on an idle machine, more on a busy one).
@@ -176,13 +175,7 @@ def check_worker_pool(address: str, timeout: Optional[float] = None) -> None:
 
 def _remove(folders: Sequence[str]) -> None:
     for folder in folders:
-        if "://" not in folder:
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        files = [m.path for m in FileSystems.match([FileSystems.join(folder, "**")])[0]
-                 .metadata_list]
-        if files:
-            FileSystems.delete(files)
+        storage.delete_tree(folder)
 
 
 def _silence(reporter) -> None:
