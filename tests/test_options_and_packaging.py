@@ -139,8 +139,19 @@ def _request_sizes(template, staged):
 def test_template_run_ends_cleanly_and_writes_no_summary(csv_dir, tmp_path, monkeypatch, capsys):
     out_dir = str(tmp_path / "out")
     path = write_config(tmp_path / "config.yaml", make_config(csv_dir, out_dir))
+    from beam_pipeline.job import progress
+    counting_into = []
+    real_init = progress.CountRows.__init__
+
+    def record(self, stage, directory):
+        counting_into.append(directory)
+        real_init(self, stage, directory)
+
+    monkeypatch.setattr(progress.CountRows, "__init__", record)
     code, out, err, template, staged = run_template(monkeypatch, capsys, tmp_path, path)
     assert code == 0, err[-3000:]
+    # Dataflow's workers would count rows into their own /tmp, which nobody reads.
+    assert counting_into and set(counting_into) == {None}, counting_into
     assert f"template: {template}" in out
     assert "rows read" not in out and "nothing has run" in out
     assert f"Dataflow template written to {template}" in err

@@ -217,7 +217,8 @@ def _analyze_with_cache(pipeline, read, cache: AnalysisCache, split_args, adapte
 
 def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
           cache: Optional[AnalysisCache] = None,
-          reads: Optional[List[sources.Read]] = None) -> Handles:
+          reads: Optional[List[sources.Read]] = None,
+          progress_dir: Optional[str] = None) -> Handles:
     """Adds the whole preprocessing job to `pipeline`; running it writes every output.
 
     Args:
@@ -226,6 +227,9 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
       temp_dir: scratch folder for tf.Transform (must be reachable by the workers).
       cache: analyze span by span with tf.Transform's cache (one tabular input only).
       reads: the planned reads, when the caller's checks already listed them.
+      progress_dir: a folder on this machine where the read steps count rows for the
+        progress line, or None (no counting: the steps run on other machines, whose
+        local disks the driver never sees).
 
     Returns:
       `Handles` naming where the run writes its statistics and data.
@@ -244,7 +248,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
     reads = reads if reads is not None else sources.plan(config)
     with tft_beam.Context(temp_dir=temp_dir):
         if cache is None:
-            train = _train_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir))
+            train = _train_rows(pipeline, reads, split_args, progress_dir)
             transform_fn = (train, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(
                 preprocessing_fn)
         else:
@@ -252,7 +256,7 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
                                                adapter_config, preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-        tagged, rejected = _all_rows(pipeline, reads, split_args, layout.progress_dir(temp_dir),
+        tagged, rejected = _all_rows(pipeline, reads, split_args, progress_dir,
                                      _label_classes(config), transform_fn[0])
         # Column statistics from the transform read, which sees every span (the analysis
         # read skips the cached ones).

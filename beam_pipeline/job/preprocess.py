@@ -258,13 +258,15 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
     p = beam.Pipeline(options=options)
     if analysis_cache is not None:
         analysis_cache.staging = FileSystems.join(temp_dir, "analysis_cache")
-    handles = pipeline.build(p, config, temp_dir, analysis_cache, reads)
-    # Progress estimates the rows from CSV lines, so it shows for CSV-only jobs.
-    csv_only = all(r.source.format == "csv" for r in reads)
+    # Progress estimates the rows from CSV lines, so it shows for CSV-only jobs whose steps
+    # run on this machine (elsewhere the row counts would land on the workers' disks).
+    counting = all(r.source.format == "csv" for r in reads) and _reports_progress_here(options)
+    handles = pipeline.build(p, config, temp_dir, analysis_cache, reads,
+                             progress_dir=layout.progress_dir(temp_dir) if counting else None)
     reporter = (progress.Reporter([p for r in reads for p in r.items], reads[0].source.header,
                                   layout.progress_dir(temp_dir),
                                   interval=progress_interval).start()
-                if csv_only and _reports_progress_here(options) else None)
+                if counting else None)
     from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
     result = submit.run(p, options, staged=published_as is not None,
                         written=[layout.raw_metadata_dir(out), temp_dir], reporter=reporter)
