@@ -227,3 +227,17 @@ def test_job_request_of_a_wide_config_is_well_under_the_limit(tmp_path, monkeypa
     # The pipeline proto is staged as a file (`pipelineUrl` in the request), not sent in it;
     # it grows with the features (tens of KB each), so it is kept in sight too.
     assert pipeline_bytes < REQUEST_LIMIT
+
+
+def test_a_templated_refresh_is_refused_before_anything_is_written(csv_dir, tmp_path, capsys):
+    """A refresh publishes after its job, on the driver; a template only stages the job, so
+    `refresh --template_location` is a config error (exit 2) that writes nothing."""
+    from beam_pipeline import cli
+    out_dir = str(tmp_path / "out")
+    path = write_config(tmp_path / "config.yaml", make_config(csv_dir, out_dir))
+    template = str(tmp_path / "templates" / "refresh.json")
+    code = cli.main(["refresh", "--config", path, *template_args(template, setup_file=False)])
+    err = capsys.readouterr().err
+    assert code == 2, err[-3000:]
+    assert "--template_location cannot be used" in err
+    assert not os.path.exists(out_dir) and not os.path.exists(template)

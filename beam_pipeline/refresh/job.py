@@ -109,7 +109,14 @@ def run(config: Config, options, force: bool = False,
     Raises:
       rejects.TooManyRejected: the input is mostly bad; nothing is published.
     """
-    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess, submit  # pylint: disable=import-outside-toplevel
+    if submit.template_location(options):
+        # A template only stages the job: the drift gate, the manifest and the publish run
+        # here after the job, so a templated refresh would publish a run with no data.
+        raise ConfigError(
+            "refresh: --template_location cannot be used: a refresh's drift gate and "
+            "publish run in this command after the job; schedule `beam-pipeline refresh` "
+            "itself, or template `beam-pipeline preprocess`")
     root = config.output.dir
     versions = runs.library_versions()
     with FileSystems.open(config.path) as f:
