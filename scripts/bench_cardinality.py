@@ -13,11 +13,10 @@ reference is the whole column).
 For each D, each in its own child process:
   run    the project's CLI (`beam-pipeline preprocess`, FnApiRunner): wall time and peak RSS
          summed over the process tree (bench.py's sampler)
-  step   vocabulary_counts' last step alone (`_sort_and_write`, the one element that holds
-         every shard's pruned counts: `Gather` = beam.combiners.ToList, then
-         `SortAndWrite`), fed the 32 shard tables of this data: its RSS growth (peak RSS,
-         VmHWM reset just before the step via /proc/self/clear_refs, minus RSS before) and
-         time; outside Beam, so without the coder copies of the gathered list
+  step   vocabulary_counts' last step alone (`merge_parts`: the k-way merge of the 32
+         sorted part files that `write_part` wrote from this data's shard tables into the
+         vocabulary file): its RSS growth (peak RSS, VmHWM reset just before the step via
+         /proc/self/clear_refs, minus RSS before) and time; outside Beam
   check  untimed: the written vocabulary (TFTransformOutput.vocabulary_file_by_name) against
          pyarrow's `pc.value_counts`, ordered count descending, ties token bytes descending
 
@@ -119,7 +118,7 @@ def _peak_mb():
 
 
 def child_step(distinct, workdir):
-    """`_sort_and_write` alone, on this data's 32 shard tables (as `PruneShards` gives them)."""
+    """`merge_parts` alone, on part files written from this data's 32 shard tables."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import tensorflow as tf
@@ -130,15 +129,19 @@ def child_step(distinct, workdir):
     shards = tf.strings.to_hash_bucket_fast(tokens.to_numpy(zero_copy_only=False),
                                             vc.SHARDS).numpy()
     table = pa.table({"token": tokens, "count": counts.field("counts")})
-    tables = [vc.prune(table.filter(pa.array(shards == s)), None, 0) for s in range(vc.SHARDS)]
-    del column, counts, tokens, table
-    arrow_bytes = sum(t.nbytes for t in tables)
+    step_dir = os.path.join(workdir, f"step_{distinct}")
+    parts, arrow_bytes = [], 0
+    for s in range(vc.SHARDS):
+        shard = table.filter(pa.array(shards == s))
+        arrow_bytes += shard.nbytes
+        parts.append(vc.write_part((s, shard), os.path.join(step_dir, "parts"), None, 0))
+    del column, counts, tokens, table, shard
     reset = _reset_peak()
     before = _rss_mb()
     pool_before = pa.total_allocated_bytes()
-    path = os.path.join(workdir, f"step_{distinct}", "vocab")
+    path = os.path.join(step_dir, "vocab")
     start = time.perf_counter()
-    vc._sort_and_write(tables, path, None)  # pylint: disable=protected-access
+    vc.merge_parts(parts, path, None)
     seconds = time.perf_counter() - start
     peak = _peak_mb()
     print(RESULT_PREFIX + json.dumps({

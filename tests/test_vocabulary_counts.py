@@ -9,6 +9,7 @@ the pyarrow merge logic against collections.Counter on random splits.
 
 import collections
 import os
+import tempfile
 
 import apache_beam as beam
 import numpy as np
@@ -105,6 +106,8 @@ def analyzed(request, tmp_path_factory):
     if request.param == "compact_often":  # emit and compact every few batches
         patch = pytest.MonkeyPatch()
         patch.setattr(vocabulary_counts, "COMPACT_ROWS", 50)
+        # Part files of many small chunks: the merge goes round by round.
+        patch.setattr(vocabulary_counts, "PART_CHUNK_ROWS", 3)
         request.addfinalizer(patch.undo)
     root = tmp_path_factory.mktemp(f"vocab_{request.param}")
     spans = {"a": _data(1500, 1), "b": _data(900, 2)}
@@ -162,16 +165,19 @@ def test_top_k_must_be_positive():
                        max_size=80),
        cuts=st.lists(st.integers(0, 80), max_size=6),
        top_k=st.one_of(st.none(), st.integers(1, 8)),
-       threshold=st.integers(0, 4), compact_rows=st.integers(1, 30))
-def test_bundle_and_combine_logic_matches_counter(tokens, cuts, top_k, threshold,
-                                                  compact_rows):
-    """The DoFn and CombineFn by hand, over random batch cuts and compaction points."""
-    with pytest.MonkeyPatch.context() as patch:
+       threshold=st.integers(0, 4), compact_rows=st.integers(1, 30),
+       chunk_rows=st.integers(1, 5))
+def test_bundle_combine_and_merge_logic_matches_counter(tokens, cuts, top_k, threshold,
+                                                        compact_rows, chunk_rows):
+    """The DoFn, the CombineFn and the part-file merge by hand, over random batch cuts,
+    compaction points and part chunk sizes (so the merge crosses many chunks)."""
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
         patch.setattr(vocabulary_counts, "COMPACT_ROWS", compact_rows)
-        _check_by_hand(tokens, cuts, top_k, threshold)
+        patch.setattr(vocabulary_counts, "PART_CHUNK_ROWS", chunk_rows)
+        _check_by_hand(tokens, cuts, top_k, threshold, tmp)
 
 
-def _check_by_hand(tokens, cuts, top_k, threshold):
+def _check_by_hand(tokens, cuts, top_k, threshold, tmp):
     bounds = [0] + sorted(c for c in cuts if c <= len(tokens)) + [len(tokens)]
     do_fn = vocabulary_counts._CountInBundle()
     do_fn.start_bundle()
@@ -187,11 +193,14 @@ def _check_by_hand(tokens, cuts, top_k, threshold):
     by_shard = collections.defaultdict(list)
     for shard, table in partials:
         by_shard[shard].append(combine.add_input(combine.create_accumulator(), table))
-    pruned = [vocabulary_counts.prune(
-        combine.extract_output(combine.merge_accumulators(accs)), top_k, threshold)
-        for accs in by_shard.values()]
-    got = vocabulary_counts.prune(pa.concat_tables(
-        [vocabulary_counts._SCHEMA.empty_table()] + pruned), top_k, 0)
+    parts = [vocabulary_counts.write_part(
+        (shard, combine.extract_output(combine.merge_accumulators(accs))),
+        os.path.join(tmp, "parts"), top_k, threshold) for shard, accs in by_shard.items()]
+    path = os.path.join(tmp, "vocab")
+    vocabulary_counts.merge_parts(parts, path, top_k)
     want = sorted(((c, t) for t, c in collections.Counter(tokens).items()
                    if c >= threshold), reverse=True)[:top_k]
-    assert list(zip(got["count"].to_pylist(), got["token"].to_pylist())) == want
+    with open(path, "rb") as f:
+        got = f.read()
+    assert got == (b"".join(b"%d %s\n" % pair for pair in want)
+                   or vocabulary_counts.EMPTY_VOCABULARY_LINE + b"\n")

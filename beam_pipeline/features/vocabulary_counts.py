@@ -13,7 +13,12 @@ result (the same file, line for line) and changes how the counts travel:
    before the shuffle on Dataflow), and no accumulator holds more than one shard's tokens,
    so memory stays bounded as cardinality grows.
 4. Each shard keeps the tokens that pass `frequency_threshold` and its own top `top_k`
-   (the global top k is among them), and one step sorts that union and writes the file.
+   (the global top k is among them), sorts them and writes them to a part file (Arrow IPC,
+   in chunks of `PART_CHUNK_ROWS`) beside the vocabulary.
+5. One step merges the sorted part files chunk by chunk into the vocabulary file (a k-way
+   merge that holds one chunk per part), stopping at `top_k`. Only part paths travel as
+   elements, so no element, and no step, holds the whole vocabulary: with no `top_k` and
+   tens of millions of distinct values, memory is bounded by a shard's sum and the chunks.
 
 The order is tft's: count descending, ties broken by token bytes descending. The file is
 "<count> <token>" lines (tft's `store_frequency=True` text format); an empty vocabulary is
@@ -22,7 +27,7 @@ a span's accumulators are its `(shard, table)` pairs, stored as Arrow IPC.
 """
 
 import struct
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -30,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
 import tensorflow_transform as tft
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 from tensorflow_transform import analyzers
 from tensorflow_transform.beam import experimental as tft_beam_experimental
@@ -39,6 +46,8 @@ from tensorflow_transform.beam import experimental as tft_beam_experimental
 SHARDS = 32
 # Summed rows a bundle or an accumulator holds before it compacts (and a bundle emits).
 COMPACT_ROWS = 1 << 20
+# Rows per record batch of a part file: the merge holds about one batch per part.
+PART_CHUNK_ROWS = 1 << 15
 # What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
 EMPTY_VOCABULARY_LINE = b"1 49d0cd50-04bb-48c0-bc6f-5b575dce351a"
 # What lookups read while the graph is traced, before the real file exists (tft's value).
@@ -108,12 +117,18 @@ def prune(table: pa.Table, top_k: Optional[int], frequency_threshold: int) -> pa
 
 
 def vocabulary_lines(table: pa.Table) -> bytes:
-    """A sorted (token, count) table -> tft's "<count> <token>\\n" file content."""
+    """(token, count) rows -> their "<count> <token>\\n" lines, built by Arrow, not per row."""
     if table.num_rows == 0:
-        return EMPTY_VOCABULARY_LINE + b"\n"
-    counts = table["count"].to_pylist()
-    tokens = table["token"].to_pylist()
-    return b"".join(b"%d %s\n" % pair for pair in zip(counts, tokens))
+        return b""
+    counts = pc.cast(pc.cast(table["count"], pa.string()), pa.binary())
+    line = pc.binary_join_element_wise(counts, table["token"], pa.scalar(b" ", pa.binary()))
+    line = pc.binary_join_element_wise(line, pa.scalar(b"", pa.binary()),
+                                       pa.scalar(b"\n", pa.binary()))
+    if isinstance(line, pa.ChunkedArray):
+        line = pa.concat_arrays(line.chunks) if line.num_chunks != 1 else line.chunk(0)
+    line = line.cast(pa.large_binary())  # 64-bit offsets: a chunk may pass 2 GB of text
+    offsets = np.frombuffer(line.buffers()[1], np.int64)[line.offset:line.offset + len(line) + 1]
+    return line.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]] if len(line) else b""
 
 
 class _ShardTables:
@@ -244,18 +259,85 @@ class _WriteVocabulary(_Stable, tft_beam_experimental.PTransformAnalyzer):
         path = f"{self.base_temp_dir}/{self._filename}"
         return (
             shard_sums
-            | "PruneShards" >> beam.Map(lambda kv: prune(kv[1], top_k, threshold))
-            | "Gather" >> beam.combiners.ToList()
-            | "SortAndWrite" >> beam.Map(_sort_and_write, path, top_k))
+            | "SortShards" >> beam.Map(write_part, f"{path}.parts", top_k, threshold)
+            | "GatherPaths" >> beam.combiners.ToList()
+            | "MergeAndWrite" >> beam.Map(merge_parts, path, top_k))
 
 
-def _sort_and_write(shard_tables: List[pa.Table], path: str, top_k: Optional[int]) -> np.ndarray:
-    """The pruned shards -> the file at `path`; returns the path as a bytes scalar."""
-    table = prune(pa.concat_tables([_SCHEMA.empty_table()] + shard_tables), top_k, 0)
+def write_part(shard_sum: Tuple[int, pa.Table], parts_dir: str, top_k: Optional[int],
+               frequency_threshold: int) -> str:
+    """One shard's summed (token, count) table -> its pruned, sorted part file; its path.
+
+    The name depends only on the shard, so a retried step rewrites the same file.
+    """
+    shard, table = shard_sum
+    part = f"{parts_dir}/shard-{shard:05d}-of-{SHARDS:05d}.arrow"
+    # Beam's file objects, unlike GFile, are files that pyarrow can stream to and from.
+    with FileSystems.create(part, compression_type=CompressionTypes.UNCOMPRESSED) as f, \
+            pa.ipc.new_stream(f, _SCHEMA) as writer:
+        writer.write_table(prune(table, top_k, frequency_threshold),
+                           max_chunksize=PART_CHUNK_ROWS)
+    return part
+
+
+def merge_parts(parts: List[str], path: str, top_k: Optional[int]) -> np.ndarray:
+    """Sorted part files -> the vocabulary file at `path` (their merge, the first `top_k`
+    lines; tft's dummy line when empty). Returns the path as a bytes scalar."""
     tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(vocabulary_lines(table))
+    written = 0
+    with tf.io.gfile.GFile(path, "wb") as out:
+        for chunk in merge_sorted([_read_part(p) for p in sorted(parts)]):
+            if top_k is not None:
+                chunk = chunk.slice(0, top_k - written)
+            out.write(vocabulary_lines(chunk))
+            written += chunk.num_rows
+            if top_k is not None and written >= top_k:
+                break
+        if not written:
+            out.write(EMPTY_VOCABULARY_LINE + b"\n")
     return np.array(path.encode())
+
+
+def _read_part(part: str) -> Iterator[pa.Table]:
+    with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        for batch in pa.ipc.open_stream(f):
+            yield pa.Table.from_batches([batch], _SCHEMA)
+
+
+def merge_sorted(sources: List[Iterator[pa.Table]]) -> Iterator[pa.Table]:
+    """Streams of (token, count) tables, each in tft's order and no token in two streams ->
+    tables in tft's order, together the merge of all of them.
+
+    Holds about one table per stream: each round emits every buffered row at or before
+    the frontier, the latest of the buffers' last rows in the order, and no row still
+    unread can come before it (every stream is sorted, and each buffer ends at or before
+    the frontier)."""
+    buffers: List[Optional[pa.Table]] = [None] * len(sources)
+    while True:
+        for i, buffer in enumerate(buffers):
+            while sources[i] is not None and (buffer is None or buffer.num_rows == 0):
+                buffer = next(sources[i], None)
+                if buffer is None:
+                    sources[i] = None
+            buffers[i] = buffer if buffer is not None and buffer.num_rows else None
+        live = [b for b in buffers if b is not None]
+        if not live:
+            return
+        # In tft's order (count, token) descending, "latest" is the smallest last row.
+        frontier = max((b["count"][-1].as_py(), b["token"][-1].as_py()) for b in live)
+        count = pa.scalar(frontier[0], pa.int64())
+        token = pa.scalar(frontier[1], pa.binary())
+        heads = []
+        for i, buffer in enumerate(buffers):
+            if buffer is None:
+                continue
+            at_or_before = pc.or_(pc.greater(buffer["count"], count), pc.and_(
+                pc.equal(buffer["count"], count), pc.greater_equal(buffer["token"], token)))
+            n = pc.sum(at_or_before).as_py() or 0
+            heads.append(buffer.slice(0, n))
+            buffers[i] = buffer.slice(n)
+        merged = pa.concat_tables(heads)
+        yield merged.take(pc.sort_indices(merged, _ORDER))
 
 
 class ShardCountsCoder(tft.experimental.PTransformAnalyzerCacheCoder):

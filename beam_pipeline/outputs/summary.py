@@ -1,8 +1,9 @@
 """The run summary: rows read and written, statistics learned, where the outputs are."""
 
 import dataclasses
+import itertools
 import json
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import tensorflow_transform as tft
@@ -15,22 +16,27 @@ from beam_pipeline.features import vocabulary
 from beam_pipeline.job.split import SPLITS
 
 
-def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:
-    """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in order.
+def iter_vocabulary(path: str, integer: bool = False) -> Iterator[Dict]:
+    """Entries `{"token", "count"}` of a vocabulary written by `features.vocabulary`, in
+    order, read line by line (a vocabulary without `max_tokens` can outgrow memory).
 
-    With `integer`, tokens are the int values of an int column's vocabulary.
+    With `integer`, tokens are the int values of an int column's vocabulary. tft's line
+    for a vocabulary learned from no values gives no entries.
     """
-    entries = []
     with FileSystems.open(path) as f:
-        lines = f.read().decode("utf-8", "backslashreplace").split("\n")
-    if [line for line in lines if line] == [f"1 {vocabulary.EMPTY_VOCABULARY_DUMMY}"]:
-        return []  # tft's stand-in for a vocabulary learned from no values
-    for line in lines:
-        if line:
+        lines = (raw.rstrip(b"\n").decode("utf-8", "backslashreplace") for raw in f)
+        lines = (line for line in lines if line)
+        head = list(itertools.islice(lines, 2))
+        if head == [f"1 {vocabulary.EMPTY_VOCABULARY_DUMMY}"]:
+            return  # tft's stand-in for a vocabulary learned from no values
+        for line in itertools.chain(head, lines):
             count, _, token = line.partition(" ")
-            entries.append({"token": vocabulary.unescape(token, integer),
-                            "count": int(float(count))})
-    return entries
+            yield {"token": vocabulary.unescape(token, integer), "count": int(float(count))}
+
+
+def read_vocabulary(path: str, integer: bool = False) -> List[Dict]:
+    """`iter_vocabulary`'s entries as a list."""
+    return list(iter_vocabulary(path, integer))
 
 
 def _vocabulary_summaries(config: Config, top_k: int, statistics: Dict) -> Dict[str, Dict]:
@@ -45,15 +51,18 @@ def _vocabulary_summaries(config: Config, top_k: int, statistics: Dict) -> Dict[
     for feature in parts:
         for name in feature.vocabulary_names():
             path = tft_output.vocabulary_file_by_name(name)
-            entries = read_vocabulary(path, integer=feature.column_type == "int")
-            summaries[name] = {"size": len(entries), "top": entries[:top_k]}
+            size, kept, top = 0, 0, []
+            for entry in iter_vocabulary(path, integer=feature.column_type == "int"):
+                size, kept = size + 1, kept + entry["count"]
+                if len(top) < top_k:
+                    top.append(entry)
+            summaries[name] = {"size": size, "top": top}
             if name in statistics["text"]:
                 total = statistics["text"][name]["tokens"]
             elif feature.column in statistics["categorical"]:
                 total = statistics["categorical"][feature.column]["present"]
             else:
                 continue
-            kept = sum(e["count"] for e in entries)
             summaries[name]["coverage"] = kept / total if total else None
             summaries[name]["oov_rate"] = 1 - kept / total if total else None
     if config.preprocessing_fn:

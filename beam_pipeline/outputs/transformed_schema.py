@@ -17,7 +17,7 @@ import tensorflow_transform as tft
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
 from beam_pipeline.config import Config
-from beam_pipeline.outputs.summary import read_vocabulary
+from beam_pipeline.outputs.summary import iter_vocabulary
 
 
 def id_spaces(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, int]:
@@ -29,7 +29,7 @@ def id_spaces(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, in
         vocabulary_size = None
         if feature.vocabulary_names():
             path = tft_output.vocabulary_file_by_name(feature.vocabulary_names()[0])
-            vocabulary_size = len(read_vocabulary(path))
+            vocabulary_size = sum(1 for _ in iter_vocabulary(path))
         size = feature.id_space(vocabulary_size)
         if size is not None:
             sizes[feature.name] = size
