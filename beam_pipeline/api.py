@@ -117,7 +117,10 @@ class Output:
         self.path = config.output.dir
         self.label = config.label.name if config.label else None
         self.tft_output = tft.TFTransformOutput(self.path)
-        self._spec = self.tft_output.transformed_feature_spec()
+        # What the TFRecords hold (a sparse feature as indices and values), and what
+        # `dataset` gives (every feature dense).
+        self._stored_spec = self.tft_output.transformed_feature_spec()
+        self._spec = {n: transformed_schema.dense_spec(s) for n, s in self._stored_spec.items()}
         self.features = {name: self._describe(name) for name in sorted(self._spec)
                          if name != self.label}
 
@@ -145,7 +148,8 @@ class Output:
         return self._id_spaces
 
     def feature_spec(self, names: Optional[Sequence[str]] = None) -> Dict:
-        """The transformed feature spec (tf.io.FixedLenFeature per name), label included."""
+        """The transformed feature spec (tf.io.FixedLenFeature per name, as `dataset` gives
+        the features: a sparse feature is its dense shape), label included."""
         names = list(self._spec) if names is None else list(names) + (
             [self.label] if self.label else [])
         return {n: self._spec[n] for n in names}
@@ -158,8 +162,8 @@ class Output:
         Without a label, the elements are the features dict only."""
         if split not in ("train", "eval"):
             raise ValueError(f"split: expected 'train' or 'eval', got {split!r}")
-        ds = transformed_dataset(self.path, split, self.feature_spec(features), self.label,
-                                 batch_size, shuffle, seed)
+        stored = {n: self._stored_spec[n] for n in self.feature_spec(features)}
+        ds = transformed_dataset(self.path, split, stored, self.label, batch_size, shuffle, seed)
         rows = self.rows_written().get(split)
         if rows is not None:
             # Keras then knows each epoch's length: progress bars with totals, and no "Your
@@ -246,6 +250,7 @@ class TransformLayer(keras.layers.Layer):
         self._tft = tft_output
         self._label = label
         self._raw_spec = tft_output.raw_feature_spec()
+        self._transformed_spec = tft_output.transformed_feature_spec()
         # Not an attribute Keras tracks: it is a tf_keras layer, and its resources (tables,
         # assets) belong to tf.Transform's SavedModel.
         object.__setattr__(self, "_tft_layer", tft_output.transform_features_layer())
@@ -254,14 +259,15 @@ class TransformLayer(keras.layers.Layer):
         sparse = {n: export_lib.dense_to_sparse(tf.convert_to_tensor(v))
                   for n, v in raw.items()}
         transformed = export_lib.transform_with(self._tft_layer, sparse, self._label,
-                                                self._raw_spec)
+                                                self._raw_spec, self._transformed_spec)
         return {k: v for k, v in transformed.items() if k != self._label}
 
 
 def transformed_dataset(out: str, split: str, feature_spec: Dict, label: Optional[str],
                         batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     """(features, label) batches from a split's gzipped TFRecords under `out`: parallel
-    reads, prefetch; features only when `label` is None."""
+    reads, prefetch; features only when `label` is None. `feature_spec` is the stored
+    spec (`TFTransformOutput.transformed_feature_spec()`); sparse features come dense."""
     files = tf.io.gfile.glob(layout.data_pattern(out, split))
     if not files:
         raise ConfigError(f"output.dir: no {split} TFRecords under {out}; run preprocess first")
@@ -275,7 +281,8 @@ def transformed_dataset(out: str, split: str, feature_spec: Dict, label: Optiona
         ds = ds.shuffle(10_000, seed=seed)
 
     def parse(serialized):
-        parsed = tf.io.parse_example(serialized, feature_spec)
+        parsed = transformed_schema.densify(tf.io.parse_example(serialized, feature_spec),
+                                            feature_spec)
         if label is None:
             return parsed
         target = parsed.pop(label)

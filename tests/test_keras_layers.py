@@ -84,7 +84,8 @@ def graph_outputs(tft_output, arrays, label):
     from beam_pipeline.serving import export  # pylint: disable=import-outside-toplevel
     layer = tft_output.transform_features_layer()
     sparse = {n: export.dense_to_sparse(tf.constant(v)) for n, v in arrays.items()}
-    result = export.transform_with(layer, sparse, label, tft_output.raw_feature_spec())
+    result = export.transform_with(layer, sparse, label, tft_output.raw_feature_spec(),
+                                   tft_output.transformed_feature_spec())
     return {k: np.asarray(v) for k, v in result.items() if k != label}
 
 

@@ -21,6 +21,9 @@ class CategoryEncoding(Feature):
     Options:
       num_tokens: the number of columns.
       output_mode: "one_hot" (scalar column), "multi_hot" (default), "count".
+      sparse: write the vector modes as sparse features (indices and values of the
+        nonzero columns; Keras's `sparse=True`); `Output.dataset` and the served model
+        still give the dense vectors.
 
     Config example:
         features:
@@ -31,6 +34,7 @@ class CategoryEncoding(Feature):
 
     num_tokens: int = None
     output_mode: str = "multi_hot"
+    sparse: bool = False
 
     KIND = "category_encoding"
     COLUMN_TYPES = ("int",)
@@ -40,6 +44,7 @@ class CategoryEncoding(Feature):
         check_positive(self.num_tokens, "num_tokens", allow_none=False)
         check_choice(self.output_mode, "output_mode", ("one_hot", "multi_hot", "count"))
         encoding.check_mode(self.output_mode, self.multivalent)
+        encoding.check_sparse(self.sparse, self.output_mode)
 
     def transform(self, inputs):
         extra = {}
@@ -48,5 +53,6 @@ class CategoryEncoding(Feature):
             values = tf.RaggedTensor.from_tensor(dense[:, tf.newaxis])
         else:
             values = self.values(inputs)
-        extra[self.name] = encoding.encode(values, self.output_mode, depth=self.num_tokens)
+        extra[self.name] = encoding.encode(values, self.output_mode, depth=self.num_tokens,
+                                           sparse=self.sparse)
         return extra

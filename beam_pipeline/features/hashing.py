@@ -45,6 +45,9 @@ class Hashing(Feature):
       output_mode: "int", "one_hot" (scalar column), "multi_hot", "count".
       output_sequence_length: a multivalent column in int mode: bins per row, padded
         with the mask bin 0 (so a mask_value is needed).
+      sparse: write the vector modes as sparse features (indices and values of the
+        nonzero columns; Keras's `sparse=True`); `Output.dataset` and the served model
+        still give the dense vectors.
       impute, fill_value, missing_indicator: see `features.impute`; without impute a
         missing scalar hashes as "" (strings) or 0 (numbers).
 
@@ -60,6 +63,7 @@ class Hashing(Feature):
     mask_value: Optional[Union[str, int, float]] = None
     output_mode: str = "int"
     output_sequence_length: Optional[int] = None
+    sparse: bool = False
 
     KIND = "hashing"
     COLUMN_TYPES = ("string", "int", "float")
@@ -69,6 +73,7 @@ class Hashing(Feature):
         check_positive(self.num_bins, "num_bins", allow_none=False)
         check_positive(self.output_sequence_length, "output_sequence_length")
         check_choice(self.output_mode, "output_mode", encoding.MODES)
+        encoding.check_sparse(self.sparse, self.output_mode)
         if self.mask_value is not None and self.num_bins < 2:
             raise ValueError("num_bins: needs at least 2 with a mask_value")
         salt = [self.salt] if isinstance(self.salt, int) else self.salt
@@ -89,7 +94,8 @@ class Hashing(Feature):
             hash_values(values.flat_values, self.num_bins, self.salt, self.mask_value))
         extra[self.name] = encoding.encode(
             bins, self.output_mode, depth=self.num_bins,
-            sequence_length=self.output_sequence_length if self.multivalent else None)
+            sequence_length=self.output_sequence_length if self.multivalent else None,
+            sparse=self.sparse)
         return extra
 
     def id_space(self, vocabulary_size):

@@ -34,6 +34,9 @@ class StringLookup(Feature):
       output_mode: "int", "one_hot" (scalar columns), "multi_hot", "count".
       output_sequence_length: for a multivalent column in `int` mode: ids per row,
         padded with the mask id 0 (so a mask_token is needed).
+      sparse: write the vector modes as sparse features (indices and values of the
+        nonzero columns; Keras's `sparse=True`); `Output.dataset` and the served model
+        still give the dense vectors.
 
     Config example:
         features:
@@ -51,6 +54,7 @@ class StringLookup(Feature):
     oov_token: Union[str, int] = "[UNK]"
     output_mode: str = "int"
     output_sequence_length: Optional[int] = None
+    sparse: bool = False
 
     KIND = "string_lookup"
     COLUMN_TYPES = ("string",)
@@ -62,6 +66,7 @@ class StringLookup(Feature):
         check_positive(self.num_oov_indices, "num_oov_indices", allow_none=False)
         check_positive(self.output_sequence_length, "output_sequence_length")
         check_choice(self.output_mode, "output_mode", encoding.MODES)
+        encoding.check_sparse(self.sparse, self.output_mode)
         value_type = str if self.column_type == "string" else int
         for option in ("mask_token", "oov_token"):
             value = getattr(self, option)
@@ -111,7 +116,8 @@ class StringLookup(Feature):
         ids = values.with_flat_values(ids)
         extra[self.name] = encoding.encode(
             ids, self.output_mode, depth=self.max_tokens,
-            sequence_length=self.output_sequence_length if self.multivalent else None)
+            sequence_length=self.output_sequence_length if self.multivalent else None,
+            sparse=self.sparse)
         return extra
 
     def vocabulary_names(self):

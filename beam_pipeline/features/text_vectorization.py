@@ -75,11 +75,16 @@ class TextVectorization(Feature):
         "multi_hot", "count", "tf_idf" (column 0 OOV, tokens from 1). tf_idf is
         count x `ln(1 + N / (1 + df))` over the train rows; OOV gets the mean idf.
       output_sequence_length: int mode's sequence length (default 32).
+      sparse: write the vector modes as sparse features (the nonzero columns' indices and
+        values; Keras's `sparse=True`). For a large `max_tokens` the TFRecords shrink by
+        about the share of zero columns; `Output.dataset` and the served model give the
+        same dense `[max_tokens]` float32 vectors either way.
 
     Config example:
         features:
           review: {kind: text_vectorization, max_tokens: 20000, output_sequence_length: 64}
           title: {kind: text_vectorization, max_tokens: 5000, ngrams: 2, output_mode: tf_idf}
+          body: {kind: text_vectorization, max_tokens: 50000, output_mode: tf_idf, sparse: true}
     """
 
     max_tokens: Optional[int] = None
@@ -89,6 +94,7 @@ class TextVectorization(Feature):
     ngrams: Optional[Union[int, Sequence[int]]] = None
     output_mode: str = "int"
     min_frequency: Optional[int] = None
+    sparse: bool = False
 
     KIND = "text_vectorization"
     COLUMN_TYPES = ("string",)
@@ -100,6 +106,7 @@ class TextVectorization(Feature):
         check_choice(self.standardize, "standardize", STANDARDIZE)
         check_choice(self.split, "split", SPLIT)
         check_choice(self.output_mode, "output_mode", OUTPUT_MODES)
+        encoding.check_sparse(self.sparse, self.output_mode)
         if self.ngrams is not None:
             widths = [self.ngrams] if isinstance(self.ngrams, int) else self.ngrams
             if not isinstance(widths, (list, tuple)) or not widths:
@@ -137,16 +144,26 @@ class TextVectorization(Feature):
             return {self.name: ids.to_tensor(default_value=PAD_ID, shape=[None, length])}
         ids = tf.where(index < 0, tf.constant(0, tf.int64), index + 1)
         mode = "count" if self.output_mode == "tf_idf" else self.output_mode
-        vectors = encoding.encode(ids, mode, depth=self.max_tokens)
-        if self.output_mode == "tf_idf":
-            vectors = vectors * self._idf(vectors)
-        return {self.name: vectors}
+        vectors = encoding.encode(ids, mode, depth=self.max_tokens, sparse=self.sparse)
+        if self.output_mode != "tf_idf":
+            return {self.name: vectors}
+        idf = self._idf(ids)
+        if self.sparse:
+            weighted = tf.SparseTensor(vectors.indices, vectors.values * tf.gather(
+                idf, vectors.indices[:, 1]), vectors.dense_shape)
+            return {self.name: encoding.annotate_sparse(weighted, self.max_tokens)}
+        return {self.name: vectors * idf}
 
-    def _idf(self, counts: tf.Tensor) -> tf.Tensor:
+    def _idf(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """Keras's idf weights, `[max_tokens]`, learned from per-row token presence."""
-        present = tf.cast(counts > 0, tf.int64)
-        df = tft.sum(present, reduce_instance_dims=False, name=f"{self.name}_df")
-        documents = tft.size(present[:, 0], name=f"{self.name}_documents")
+        depth = self.max_tokens
+        # Document frequency: each row's distinct columns counted once, summed over rows.
+        keys, _ = tf.unique(ids.value_rowids() * depth + ids.flat_values, out_idx=tf.int64)
+        in_batch = tf.ensure_shape(tf.math.bincount(
+            keys % depth, minlength=depth, maxlength=depth, dtype=tf.int64), [depth])
+        df = tft.sum(in_batch[tf.newaxis, :], reduce_instance_dims=False,
+                     name=f"{self.name}_df")
+        documents = tft.size(ids.row_lengths(), name=f"{self.name}_documents")
         idf = keras_idf(df, documents)
         learned = tf.concat([[False], df[1:] > 0], axis=0)  # every kept token has df >= 1
         mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(learned, idf, 0.0)),

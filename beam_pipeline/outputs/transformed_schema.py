@@ -13,6 +13,8 @@ is exactly large enough. `write_id_domains` records that range in
 import os
 from typing import Dict
 
+import tensorflow as tf
+
 import tensorflow_transform as tft
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
@@ -34,6 +36,23 @@ def id_spaces(config: Config, tft_output: tft.TFTransformOutput) -> Dict[str, in
         if size is not None:
             sizes[feature.name] = size
     return sizes
+
+
+def dense_spec(spec):
+    """A transformed feature's spec as the tensors that training and serving get:
+    a `SparseFeature` (a vector feature with `sparse: true`) is the dense
+    `FixedLenFeature([size])` it stands for; any other spec is itself."""
+    if isinstance(spec, tf.io.SparseFeature):
+        return tf.io.FixedLenFeature(list(spec.size), spec.dtype)
+    return spec
+
+
+def densify(tensors: Dict, feature_spec: Dict) -> Dict:
+    """`{name: tensor}` with each `SparseFeature` of `feature_spec` made dense (its absent
+    columns 0): parsed transformed examples, or the transform graph's outputs."""
+    return {name: tf.sparse.to_dense(t) if isinstance(feature_spec.get(name),
+                                                      tf.io.SparseFeature) else t
+            for name, t in tensors.items()}
 
 
 def write_id_domains(config: Config, out: str) -> Dict[str, int]:

@@ -28,6 +28,8 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from beam_pipeline.outputs import transformed_schema
+
 # A missing int cell in `serving_raw`: int64's minimum. Signature inputs cannot be optional,
 # so a per-value sentinel (as NaN for floats and "" for strings) keeps the signature one
 # tensor per column: existing callers, JSON "instances" and `saved_model_cli` send the same
@@ -124,8 +126,10 @@ def write_serving(model: keras.Model, tft_output: tft.TFTransformOutput,
     tft_layer = tft_output.transform_features_layer()
     archive.track(tft_layer)
 
+    transformed_spec = tft_output.transformed_feature_spec()
+
     def transform(raw: Dict[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
-        return transform_with(tft_layer, raw, label, raw_spec)
+        return transform_with(tft_layer, raw, label, raw_spec, transformed_spec)
 
     def predict(raw):
         transformed = transform(raw)
@@ -168,16 +172,17 @@ def write_serving(model: keras.Model, tft_output: tft.TFTransformOutput,
 
 
 def transform_with(tft_layer, raw: Dict[str, tf.SparseTensor], label: Optional[str],
-                   raw_spec: Dict) -> Dict[str, tf.Tensor]:
+                   raw_spec: Dict, transformed_spec: Dict) -> Dict[str, tf.Tensor]:
     """`tft_layer(raw)`, with an empty label column when `raw` has none (the graph maps
-    the label too; served rows have none)."""
+    the label too; served rows have none), and its sparse vector features (the
+    `SparseFeature`s of `transformed_spec`) made dense, as training read them."""
     if label and label not in raw:
         raw = dict(raw)
         raw[label] = tf.SparseTensor(
             tf.zeros([0, 2], tf.int64), tf.zeros([0], raw_spec[label].dtype),
             tf.stack([tf.shape(next(iter(raw.values())), out_type=tf.int64)[0],
                       tf.constant(1, tf.int64)]))
-    return tft_layer(raw)
+    return transformed_schema.densify(tft_layer(raw), transformed_spec)
 
 
 def keras_path(export_dir: str) -> str:
