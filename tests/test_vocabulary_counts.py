@@ -204,3 +204,23 @@ def _check_by_hand(tokens, cuts, top_k, threshold, tmp):
         got = f.read()
     assert got == (b"".join(b"%d %s\n" % pair for pair in want)
                    or vocabulary_counts.EMPTY_VOCABULARY_LINE + b"\n")
+
+
+def test_each_shard_element_encodes_only_its_own_tokens():
+    """A bundle's (shard, table) elements cross the shuffle through Beam's pickling coder;
+    each must carry its own shard's tokens, not the buffers of the whole bundle's sums
+    (a pickled slice holds its parent's buffers: at 20M distinct values that was 22 GB)."""
+    import pickle
+    keys = np.array([b"token-%06d" % i for i in range(20_000)], dtype=object)
+    shards = np.arange(len(keys), dtype=np.int64) % vocabulary_counts.SHARDS
+    do_fn = vocabulary_counts._CountInBundle()
+    do_fn.start_bundle()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vocabulary_counts, "COMPACT_ROWS", 1 << 20)  # one emission, at the end
+        elements = list(do_fn.process((keys, np.ones(len(keys), np.int64), shards)))
+        elements += [w.value for w in do_fn.finish_bundle()]
+    assert sorted(shard for shard, _ in elements) == list(range(vocabulary_counts.SHARDS))
+    whole = sum(table.nbytes for _, table in elements)
+    for _, table in elements:
+        assert table.num_rows == len(keys) // vocabulary_counts.SHARDS
+        assert len(pickle.dumps(table)) < 4 * table.nbytes + 4096 < whole

@@ -179,15 +179,16 @@ class _CountInBundle(beam.DoFn):
         summed = pa.concat_tables(self._batches).group_by(
             ["shard", "token"], use_threads=False).aggregate([("count", "sum")])
         self._batches, self._rows = [], 0
-        # Sorted by shard, each shard is one contiguous slice.
-        summed = summed.take(pc.sort_indices(summed, [("shard", "ascending")]))
+        # One take per shard, not slices of one sorted table: a slice keeps (and Beam's
+        # pickling coder encodes) the whole table's buffers, so each of the SHARDS
+        # elements would carry every shard's tokens across the shuffle.
         shards = summed["shard"].to_numpy()
-        starts = np.flatnonzero(np.diff(shards, prepend=-1))
-        ends = np.append(starts[1:], len(shards))
+        order = np.argsort(shards, kind="stable")
+        starts = np.flatnonzero(np.diff(shards[order], prepend=-1))
+        ends = np.append(starts[1:], len(order))
+        counts = pa.table([summed["token"], summed["count_sum"]], schema=_SCHEMA)
         for start, end in zip(starts, ends):
-            part = summed.slice(start, end - start)
-            yield int(shards[start]), pa.table([part["token"], part["count_sum"]],
-                                               schema=_SCHEMA)
+            yield int(shards[order[start]]), counts.take(order[start:end])
 
 
 class _SumCounts(beam.CombineFn):
