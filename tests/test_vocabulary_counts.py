@@ -224,3 +224,23 @@ def test_each_shard_element_encodes_only_its_own_tokens():
     for _, table in elements:
         assert table.num_rows == len(keys) // vocabulary_counts.SHARDS
         assert len(pickle.dumps(table)) < 4 * table.nbytes + 4096 < whole
+
+
+def test_summed_shard_counts_encode_at_their_own_size():
+    """A shard's summed counts cross two shuffles (the merge and the part write) through
+    Beam's pickling coder: they must not carry the group-by's shared buffers."""
+    import pickle
+    rng = np.random.default_rng(7)
+    universe = np.array([b"tok-%07d" % i for i in range(200_000)], dtype=object)
+    tables = [pa.table({"token": pa.array(rng.choice(universe, 20_000), pa.binary()),
+                        "count": pa.array(np.ones(20_000, np.int64))},
+                       schema=vocabulary_counts._SCHEMA) for _ in range(6)]
+    combine = vocabulary_counts._SumCounts()
+    accumulators = []
+    for table in tables:
+        accumulators.append(combine.add_input(combine.create_accumulator(), table))
+    merged = combine.merge_accumulators(accumulators)
+    out = combine.extract_output(merged)
+    assert out["count"].to_numpy().sum() == 6 * 20_000
+    for encoded, table in ((pickle.dumps(merged), out), (pickle.dumps(out), out)):
+        assert len(encoded) < 1.2 * table.nbytes + 4096
