@@ -94,6 +94,11 @@ class Feature:
         """Maps the batch of raw inputs to this feature's transformed outputs."""
         raise NotImplementedError
 
+    def plan(self, inputs: Dict[str, tf.SparseTensor], pack) -> None:
+        """Registers with `pack` (a `packing.Pack`) what `transform` will learn, so that
+        analyzers of the same kind run packed across features. The default registers
+        nothing: the feature's analyzers run alone."""
+
     def vocabulary_names(self) -> Tuple[str, ...]:
         """Names of the vocabulary files this feature writes (for the run summary)."""
         return ()

@@ -86,22 +86,39 @@ class StringLookup(Feature):
         with_mask = self.mask_token is not None and self.output_mode == "int"
         return self.num_oov_indices + int(with_mask)
 
-    def transform(self, inputs):
+    def _counted(self, inputs):
+        """(values, missing, extra outputs, mask of the values counted into the vocabulary,
+        mask of the mask_token values, top_k) of one batch."""
         extra = {}
         if self.multivalent:
             values = self.values(inputs)
             missing = None
         else:
             dense, missing, extra = self.scalar(inputs)
-            values = tf.RaggedTensor.from_tensor(dense[:, tf.newaxis])
+            # One value per row, so nothing to validate: from_tensor, or a validated
+            # partition, takes a large part of tracing a wide config.
+            values = tf.RaggedTensor.from_uniform_row_length(dense, 1, validate=False)
         flat = values.flat_values
         counted = tf.logical_not(tf.equal(flat, tf.cast(self.oov_token, flat.dtype)))
+        is_mask = None
         if self.mask_token is not None:
             is_mask = tf.equal(flat, tf.cast(self.mask_token, flat.dtype))
             counted = tf.logical_and(counted, tf.logical_not(is_mask))
         if missing is not None and (self.impute or self.DEFAULT_IMPUTE) is None:
             counted = tf.logical_and(counted, tf.logical_not(missing))
         top_k = None if self.max_tokens is None else self.max_tokens - self._reserved()
+        return values, missing, extra, counted, is_mask, top_k
+
+    def plan(self, inputs, pack):
+        if self.needs_full_pass():  # the imputed values need their statistic first
+            return
+        values, _, _, counted, _, top_k = self._counted(inputs)
+        vocabulary.plan(pack, tf.boolean_mask(values.flat_values, counted), self.name, top_k,
+                        self.min_frequency)
+
+    def transform(self, inputs):
+        values, missing, extra, counted, is_mask, top_k = self._counted(inputs)
+        flat = values.flat_values
         vocab = vocabulary.learn(tf.boolean_mask(flat, counted), self.name, top_k,
                                  self.min_frequency)
         index = vocabulary.apply(flat, vocab, self.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from beam_pipeline.features import lazy
+from beam_pipeline.features import lazy, packing
 from beam_pipeline.features.base import Feature
 
 tf = lazy.module("tensorflow")
@@ -58,14 +58,26 @@ class Normalization(Feature):
         std = tf.maximum(tf.sqrt(var), KERAS_EPSILON)
         return mean + x * std if self.invert else (x - mean) / std
 
+    def plan(self, inputs, pack):
+        # A learned imputation needs its own statistic first; a vector learns per position.
+        if self.multivalent or self.impute not in (None, "constant"):
+            return
+        dense, missing, _ = self.scalar(inputs)
+        pack.add_moments(self.name, tf.cast(dense, tf.float32), missing)
+
     def transform(self, inputs):
         if self.multivalent:
             return {self.name: self._vector(inputs)}
         dense, missing, outputs = self.scalar(inputs)
         x = tf.cast(dense, tf.float32)
-        present = tf.boolean_mask(x, tf.logical_not(missing))
-        mean = tft.mean(present, name=f"{self.name}_mean")
-        var = tft.var(present, name=f"{self.name}_var")
+        pack = packing.active()
+        moments = pack.moments(self.name) if pack is not None else None
+        if moments is not None:
+            mean, var = moments
+        else:
+            present = tf.boolean_mask(x, tf.logical_not(missing))
+            mean = tft.mean(present, name=f"{self.name}_mean")
+            var = tft.var(present, name=f"{self.name}_var")
         if self.impute is None:  # the default, mean imputation, reuses the mean above
             x = tf.where(missing, mean, x)
         outputs[self.name] = self._scale(x, mean, var)

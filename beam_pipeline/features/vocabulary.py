@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from beam_pipeline.features import lazy
+from beam_pipeline.features import lazy, packing
 
 tf = lazy.module("tensorflow")
 mappers = lazy.module("tensorflow_transform.mappers")
@@ -99,20 +99,35 @@ def first_entry(vocabulary_path, name: str) -> tf.Tensor:
     return tf.where(tf.equal(key, EMPTY_VOCABULARY_DUMMY), "", key)
 
 
+def keys(x) -> tf.Tensor:
+    """The flat 1-D vocabulary keys of `x` (any tensor kind), as `learn` counts them."""
+    escaped = _escape(x)
+    if isinstance(escaped, tf.RaggedTensor):
+        escaped = escaped.flat_values
+    elif isinstance(escaped, tf.SparseTensor):
+        escaped = escaped.values
+    return tf.reshape(escaped, [-1])
+
+
+def plan(pack, x, name: str, top_k: Optional[int], min_frequency: Optional[int]) -> None:
+    """Registers with `pack` (a `packing.Pack`) the vocabulary `learn` would learn."""
+    pack.add_vocabulary(name, keys(x), top_k, min_frequency)
+
+
 def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):
     """Full-pass vocabulary of `x` (any tensor kind), stored under `name` with counts.
 
     Exact, and the same file `tft.vocabulary(..., store_frequency=True)` writes; counted on
-    Arrow tables (see vocabulary_counts). Returns the deferred path that `apply` takes.
+    Arrow tables (see vocabulary_counts). When the active `packing.Pack` counted `name`
+    (the feature's `plan` registered it), that packed vocabulary is used. Returns the
+    deferred path that `apply` takes.
     """
-    keys = _escape(x)
-    if isinstance(keys, tf.RaggedTensor):
-        keys = keys.flat_values
-    elif isinstance(keys, tf.SparseTensor):
-        keys = keys.values
-    return vocabulary_counts.vocabulary(
-        tf.reshape(keys, [-1]), top_k=top_k, frequency_threshold=min_frequency,
-        vocab_filename=name, name=f"{name}_vocabulary")
+    pack = packing.active()
+    packed = pack.vocabulary_path(name) if pack is not None else None
+    if packed is not None:
+        return packed
+    return vocabulary_counts.vocabulary(keys(x), top_k=top_k, frequency_threshold=min_frequency,
+                                        vocab_filename=name, name=f"{name}_vocabulary")
 
 
 def apply(x, vocabulary_path, name: str):

@@ -5,7 +5,9 @@ Beam shuffle, about 30 µs each; for text that is most of a run. This analyzer k
 result (the same file, line for line) and changes how the counts travel:
 
 1. In the graph, each batch is reduced to its distinct keys, their counts and a hash shard
-   per key (`tf.unique_with_counts`, FarmHash64 mod `SHARDS`).
+   per key (`tf.unique_with_counts`, FarmHash64 mod `SHARDS`). Several vocabularies can
+   share one analysis (`vocabularies`, for `features.packing`): the shard key is then
+   `request * SHARDS + shard`, and everything below is per key.
 2. `_CountInBundle` sums a bundle's batches with pyarrow group-bys and emits one
    `(shard, table)` element per shard when the bundle ends (or when the sums outgrow
    `COMPACT_ROWS`), so the shuffle carries tables, not tokens.
@@ -15,8 +17,8 @@ result (the same file, line for line) and changes how the counts travel:
 4. Each shard keeps the tokens that pass `frequency_threshold` and its own top `top_k`
    (the global top k is among them), sorts them and writes them to a part file (Arrow IPC,
    in chunks of `PART_CHUNK_ROWS`) beside the vocabulary.
-5. One step merges the sorted part files chunk by chunk into the vocabulary file (a k-way
-   merge that holds one chunk per part), stopping at `top_k`. Only part paths travel as
+5. One step per vocabulary merges its sorted part files chunk by chunk into the
+   vocabulary file (a k-way merge that holds one chunk per part), stopping at `top_k`. Only part paths travel as
    elements, so no element, and no step, holds the whole vocabulary: with no `top_k` and
    tens of millions of distinct values, memory is bounded by a shard's sum and the chunks.
 
@@ -27,7 +29,7 @@ a span's accumulators are its `(shard, table)` pairs, stored as Arrow IPC.
 """
 
 import struct
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -38,7 +40,7 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
-from tensorflow_transform import analyzers
+from tensorflow_transform import analyzer_nodes, analyzers, nodes
 from tensorflow_transform.beam import experimental as tft_beam_experimental
 
 # Hash shards of the key space: the unit of parallelism in the merge and the bound on an
@@ -75,26 +77,88 @@ def vocabulary(keys: tf.Tensor, top_k: Optional[int], frequency_threshold: Optio
       The deferred path of a "<count> <token>" text file in tft's order, registered under
       `vocab_filename` so `TFTransformOutput.vocabulary_file_by_name` finds it.
     """
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"top_k must be positive, got {top_k}")
-    filename = analyzers.sanitized_vocab_filename(vocab_filename)
+    (path,) = vocabularies([Request(keys, top_k, frequency_threshold, vocab_filename)], name)
+    return path
+
+
+class Request(NamedTuple):
+    """One vocabulary of a packed analysis: `vocabulary`'s arguments but the scope."""
+
+    keys: tf.Tensor
+    top_k: Optional[int]
+    frequency_threshold: Optional[int]
+    vocab_filename: str
+
+
+def vocabularies(requests: List[Request], name: str) -> List[tf.Tensor]:
+    """In a `preprocessing_fn`: several exact vocabularies counted by one Beam analysis.
+
+    Each request's file is the one `vocabulary` writes for it alone, but one analyzer
+    counts them all: a token's shard key is `request index * SHARDS + hash shard`, so the
+    Beam stages, and the pipeline proto, do not grow with the number of vocabularies
+    (tf.Transform adds about 18 transforms per `tft.vocabulary`).
+
+    Returns:
+      The deferred paths, in the order of `requests`.
+    """
+    for request in requests:
+        if request.top_k is not None and request.top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {request.top_k}")
+    filenames = [analyzers.sanitized_vocab_filename(r.vocab_filename) for r in requests]
     with tf.compat.v1.name_scope(name):
-        uniques, _, counts = tf.unique_with_counts(tf.reshape(keys, [-1]), out_idx=tf.int64)
-        shards = tf.strings.to_hash_bucket_fast(uniques, SHARDS)
-        (path,) = tft.experimental.ptransform_analyzer(
-            [uniques, counts, shards],
+        uniques, counts, keys = [], [], []
+        for index, request in enumerate(requests):
+            unique, _, count = tf.unique_with_counts(tf.reshape(request.keys, [-1]),
+                                                     out_idx=tf.int64)
+            uniques.append(unique)
+            counts.append(count)
+            keys.append(tf.strings.to_hash_bucket_fast(unique, SHARDS) + index * SHARDS)
+        paths = _cacheable_analyzer(
+            [tf.concat(uniques, 0), tf.concat(counts, 0), tf.concat(keys, 0)],
             tft.experimental.CacheablePTransformAnalyzer(
                 make_accumulators_ptransform=_CountBatches(),
                 merge_accumulators_ptransform=_MergeShards(),
-                extract_output_ptransform=_WriteVocabulary(
-                    filename, top_k, frequency_threshold or 0),
+                extract_output_ptransform=_WriteVocabularies(
+                    filenames, [r.top_k for r in requests],
+                    [r.frequency_threshold or 0 for r in requests]),
                 cache_coder=ShardCountsCoder()),
-            output_dtypes=[tf.string], output_shapes=[[]],
-            output_asset_default_values=[TEMPORARY_ASSET], name="counts")
+            outputs=len(requests), name="counts")
     # ptransform_analyzer cannot mix asset and value outputs, so unlike tft.vocabulary the
     # size is not annotated; TFTransformOutput.vocabulary_size_by_name counts the lines.
-    analyzers.register_vocab(filename, file_format="text")
-    return path
+    for filename in filenames:
+        analyzers.register_vocab(filename, file_format="text")
+    return list(paths)
+
+
+def _cacheable_analyzer(inputs: List[tf.Tensor],
+                        analyzer: "tft.experimental.CacheablePTransformAnalyzer",
+                        outputs: int, name: str) -> List[tf.Tensor]:
+    """`tft.experimental.ptransform_analyzer` for a cacheable analyzer with `outputs` asset
+    paths: tft's own version gives every stage as many outputs as the result, and tft
+    caches only single-output stages, so here the accumulating stages have one output
+    (the per-key sums) and only the last has one per vocabulary."""
+    def info(count):
+        return [analyzer_nodes.TensorInfo(
+            tf.string, [], analyzer_nodes.TemporaryAssetInfo(TEMPORARY_ASSET, "text"))] * count
+
+    with tf.compat.v1.name_scope(name):
+        (sums,) = [analyzer_nodes.get_input_tensors_value_nodes(inputs)]
+        for stage, ptransform, partitionable, coder in (
+                ("make_accumulators", analyzer.make_accumulators_ptransform, True, None),
+                ("local_merge_accumulators", analyzer.merge_accumulators_ptransform, True,
+                 analyzer.cache_coder),
+                ("global_merge_accumulators", analyzer.merge_accumulators_ptransform, False,
+                 None)):
+            with tf.compat.v1.name_scope(stage):
+                (sums,) = nodes.apply_multi_output_operation(
+                    analyzer_nodes.PTransform, sums, ptransform=ptransform,
+                    is_partitionable=partitionable, cache_coder=coder,
+                    output_tensor_info_list=info(1))
+        with tf.compat.v1.name_scope("extract_output"):
+            paths = nodes.apply_multi_output_operation(
+                analyzer_nodes.PTransform, sums, ptransform=analyzer.extract_output_ptransform,
+                is_partitionable=False, output_tensor_info_list=info(outputs))
+        return [analyzer_nodes.wrap_as_tensor(path) for path in paths]
 
 
 # --------------------------------------------------------------------------- tables
@@ -253,25 +317,58 @@ class _MergeShards(_Stable, beam.PTransform):
         return partials | "SumPerShard" >> beam.CombinePerKey(_SumCounts())
 
 
-class _WriteVocabulary(_Stable, tft_beam_experimental.PTransformAnalyzer):
-    """extract_output: per-shard sums -> the vocabulary file's path."""
+class _WriteVocabularies(_Stable, tft_beam_experimental.PTransformAnalyzer):
+    """extract_output: per-key sums -> each vocabulary file's path, one output per file."""
 
-    _cache_key_fields = ("_filename", "_top_k", "_frequency_threshold")
+    _cache_key_fields = ("_filenames", "_top_ks", "_frequency_thresholds")
 
-    def __init__(self, filename: str, top_k: Optional[int], frequency_threshold: int):
+    def __init__(self, filenames: List[str], top_ks: List[Optional[int]],
+                 frequency_thresholds: List[int]):
         super().__init__()
-        self._filename = filename
-        self._top_k = top_k
-        self._frequency_threshold = frequency_threshold
+        self._filenames = list(filenames)
+        self._top_ks = list(top_ks)
+        self._frequency_thresholds = list(frequency_thresholds)
 
     def expand(self, shard_sums):
-        top_k, threshold = self._top_k, self._frequency_threshold
-        path = f"{self.base_temp_dir}/{self._filename}"
-        return (
+        paths = [f"{self.base_temp_dir}/{filename}" for filename in self._filenames]
+        tags = [f"vocabulary_{i}" for i in range(len(paths))]
+        merged = (
             shard_sums
-            | "SortShards" >> beam.Map(write_part, f"{path}.parts", top_k, threshold)
+            | "SortShards" >> beam.Map(_write_keyed_part, paths, self._top_ks,
+                                       self._frequency_thresholds)
             | "GatherPaths" >> beam.combiners.ToList()
-            | "MergeAndWrite" >> beam.Map(merge_parts, path, top_k))
+            # One element per vocabulary, even one with no part: its file is tft's dummy.
+            | "PerVocabulary" >> beam.FlatMap(_parts_by_vocabulary, len(paths))
+            | "Spread" >> beam.Reshuffle()
+            | "MergeAndWrite" >> beam.ParDo(_MergeVocabulary(), paths, self._top_ks, tags)
+            .with_outputs(*tags))
+        return tuple(merged[tag] for tag in tags)
+
+
+def _write_keyed_part(key_sum: Tuple[int, pa.Table], paths: List[str],
+                      top_ks: List[Optional[int]], thresholds: List[int]) -> Tuple[int, str]:
+    """(request * SHARDS + shard, table) -> (request, its shard's part file)."""
+    key, table = key_sum
+    index, shard = divmod(key, SHARDS)
+    part = write_part((shard, table), f"{paths[index]}.parts", top_ks[index],
+                      thresholds[index])
+    return index, part
+
+
+def _parts_by_vocabulary(parts: List[Tuple[int, str]], count: int):
+    by_index = {index: [] for index in range(count)}
+    for index, part in parts:
+        by_index[index].append(part)
+    return sorted(by_index.items())
+
+
+class _MergeVocabulary(beam.DoFn):
+    """(request, its part paths) -> that vocabulary's path, on the request's own output."""
+
+    def process(self, element, paths, top_ks, tags):
+        index, parts = element
+        yield beam.pvalue.TaggedOutput(tags[index], merge_parts(parts, paths[index],
+                                                                 top_ks[index]))
 
 
 def write_part(shard_sum: Tuple[int, pa.Table], parts_dir: str, top_k: Optional[int],

@@ -8,6 +8,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.config import Config, ConfigError
+from beam_pipeline.features import packing
 
 PreprocessingFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
@@ -43,16 +44,25 @@ def load_user_function(spec: str) -> PreprocessingFn:
     return fn
 
 
-def preprocessing_fn_for(config: Config) -> PreprocessingFn:
-    """The `preprocessing_fn` tf.Transform runs: the config's features (and label) or the user's."""
+def preprocessing_fn_for(config: Config, pack: bool = True) -> PreprocessingFn:
+    """The `preprocessing_fn` tf.Transform runs: the config's features (and label) or the user's.
+
+    With `pack` (the default), analyzers of one kind run packed across the features (see
+    `features.packing`): the same vocabularies and statistics, with Beam stages that do
+    not grow per feature. `pack=False` gives each feature its own analyzers."""
     if config.preprocessing_fn:
         return load_user_function(config.preprocessing_fn)
     parts = config.features + ((config.label,) if config.label else ())
 
     def preprocessing_fn(inputs):
+        plan = packing.Pack()
+        if pack:
+            for feature in parts:
+                feature.plan(inputs, plan)
         outputs = {}
-        for feature in parts:
-            outputs.update(feature.transform(inputs))
+        with plan.analyze():
+            for feature in parts:
+                outputs.update(feature.transform(inputs))
         return outputs
 
     return preprocessing_fn
