@@ -95,7 +95,11 @@ class Pack:
                 seen = tf.greater(count, 0)
                 mean = tf.where(seen, mean, tf.zeros_like(mean))
                 var = tf.where(seen, var, tf.zeros_like(var))
-            self._statistics = {n: (mean[i], var[i]) for i, n in enumerate(names)}
+            # Named, so the Keras-layer export finds each feature's pair in the saved graph
+            # (serving/keras_layers/state.py, `State.named_value`).
+            self._statistics = {n: (tf.identity(mean[i], name=f"{n}_packed_mean"),
+                                    tf.identity(var[i], name=f"{n}_packed_var"))
+                                for i, n in enumerate(names)}
         _ACTIVE.append(self)
         try:
             yield self

@@ -108,10 +108,15 @@ def normalization(raw, feature, state, s):
     caps = kind_captures(state, feature)[0]
     var = [c for c in caps if "Sqrt" in c.consumers]
     mean = [c for c in caps if "Sqrt" not in c.consumers]
-    if len(var) != 1 or len(mean) != 1:
-        raise NotExpressible(feature, f"its mean and variance are not found in the graph "
-                                      f"({caps})")
-    mean, var = float(mean[0].value), float(var[0].value)
+    if len(var) == 1 and len(mean) == 1:
+        mean, var = float(mean[0].value), float(var[0].value)
+    else:  # packed with the other scalars' (features/packing.py)
+        mean = state.named_value(f"{feature.name}_packed_mean")
+        var = state.named_value(f"{feature.name}_packed_var")
+        if mean is None or var is None:
+            raise NotExpressible(feature, f"its mean and variance are not found in the graph "
+                                          f"({caps})")
+        mean, var = float(mean), float(var)
     if feature.impute is None:  # the mean imputation reuses the normalization mean
         x = s.float_fill(x, missing, mean)
     out = {feature.name: L.Normalization(axis=None, mean=mean, variance=var,

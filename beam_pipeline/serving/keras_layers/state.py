@@ -7,10 +7,13 @@
   statistics/train.json figures are the project's own (float64, another combine order), so
   they are not used: the constants are read from the graph itself. A constant is found by
   the transformed output it feeds (data edges only) and by the ops that consume it, which
-  the kind's transform fixes (e.g. a variance feeds `Sqrt`); the tests check every kind's
+  the kind's transform fixes (e.g. a variance feeds `Sqrt`), or, for statistics packed
+  across features (features/packing.py), by the name of the op that picks the feature's
+  element (`named_value`); the tests check every kind's
   result against the graph, so a change in a kind's ops that breaks this shows there.
 """
 
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -79,10 +82,30 @@ class State:
             return tf.make_ndarray(op.get_attr("value"))
         args = [self.evaluate(t) for t in op.inputs]
         funcs = {"Sub": np.subtract, "AddV2": np.add, "Mul": np.multiply, "Neg": np.negative,
-                 "Identity": lambda a: a}
+                 "Identity": lambda a: a, "Greater": np.greater, "ZerosLike": np.zeros_like,
+                 "SelectV2": np.where}
+        if op.type == "StridedSlice":
+            return self._element(op, *args).astype(tensor.dtype.as_numpy_dtype)
         if op.type not in funcs:
             raise LookupError(f"cannot evaluate {op.type} ({op.name}) outside the graph")
         return np.asarray(funcs[op.type](*args)).astype(tensor.dtype.as_numpy_dtype)
+
+    @staticmethod
+    def _element(op, value, begin, end, strides) -> np.ndarray:
+        """`x[i]` of a 1-D x (what a packed statistic's `mean[i]` traces to); nothing else."""
+        if (op.get_attr("shrink_axis_mask") != 1 or value.ndim != 1 or len(begin) != 1
+                or int(strides[0]) != 1 or int(end[0]) != int(begin[0]) + 1):
+            raise LookupError(f"cannot evaluate the slice {op.name} outside the graph")
+        return np.asarray(value[int(begin[0])])
+
+    def named_value(self, name: str) -> Optional[np.ndarray]:
+        """The value of the graph op named `name` (in any scope; tf's `_N` suffix allowed),
+        computed from its captures, or None when the graph has no such op."""
+        pattern = re.compile(rf"(.*/)?{re.escape(name)}(_\d+)?")
+        found = [op for op in self._fn.graph.get_operations() if pattern.fullmatch(op.name)]
+        if len(found) != 1:
+            return None
+        return self.evaluate(found[0].outputs[0])
 
     def op_output(self, capture: Capture, scope: str) -> np.ndarray:
         """The value of the op in name scope `scope` that consumes `capture`."""
