@@ -18,9 +18,10 @@ result (the same file, line for line) and changes how the counts travel:
    (the global top k is among them), sorts them and writes them to a part file (Arrow IPC,
    in chunks of `PART_CHUNK_ROWS`) beside the vocabulary.
 5. One step per vocabulary merges its sorted part files chunk by chunk into the
-   vocabulary file (a k-way merge that holds one chunk per part), stopping at `top_k`. Only part paths travel as
-   elements, so no element, and no step, holds the whole vocabulary: with no `top_k` and
-   tens of millions of distinct values, memory is bounded by a shard's sum and the chunks.
+   vocabulary file (a k-way merge that holds one chunk per part), stopping at `top_k`.
+   Only part paths travel as elements, so no element, and no step, holds the whole
+   vocabulary: with no `top_k` and tens of millions of distinct values, memory is bounded
+   by a shard's sum and the chunks.
 
 The order is tft's: count descending, ties broken by token bytes descending. The file is
 "<count> <token>" lines (tft's `store_frequency=True` text format); an empty vocabulary is
@@ -142,7 +143,7 @@ def _cacheable_analyzer(inputs: List[tf.Tensor],
             tf.string, [], analyzer_nodes.TemporaryAssetInfo(TEMPORARY_ASSET, "text"))] * count
 
     with tf.compat.v1.name_scope(name):
-        (sums,) = [analyzer_nodes.get_input_tensors_value_nodes(inputs)]
+        sums = analyzer_nodes.get_input_tensors_value_nodes(inputs)
         for stage, ptransform, partitionable, coder in (
                 ("make_accumulators", analyzer.make_accumulators_ptransform, True, None),
                 ("local_merge_accumulators", analyzer.merge_accumulators_ptransform, True,
