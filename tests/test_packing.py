@@ -10,8 +10,9 @@ tf.Transform analyzers, the path the Keras parity tests were first written again
   empty and all-OOV text, mask and OOV tokens) run through tf.Transform in memory:
   vocabularies byte for byte, outputs equal, z-scores against numpy's statistics.
 
-The job's config adds features a plan leaves alone (a learned imputation, tf_idf), so
-packed and unpacked analyzers run side by side.
+The job's config adds features whose analyzers run beside the packed ones (a lookup
+of imputed values, a median imputation, tf_idf's document frequencies), so packed and
+unpacked analyzers run side by side.
 
 The packed graph must also be smaller: its Beam stages must not grow per feature.
 """
@@ -53,8 +54,9 @@ def _vocabulary_files(out_dir):
 
 # --------------------------------------------------------------------------- the job
 
-# The messy default-path features, and kinds a plan leaves alone beside them: a learned
-# imputation (median, most_frequent) and tf_idf (a second pass over the vocabulary).
+# The messy default-path features, and analyzers that run beside the packed ones: a
+# median imputation (its normalization's moments still pack), a lookup of most_frequent
+# imputed values (learns alone) and tf_idf (a second pass over the vocabulary).
 JOB_FEATURES = dict(MESSY_FEATURES, **{
     "f_normal_median": {"kind": "normalization", "column": "f_normal", "impute": "median"},
     "f_uniform": {"kind": "normalization", "impute": "constant", "fill_value": 0.5},
@@ -247,3 +249,76 @@ def test_packed_graph_does_not_grow_per_feature(wide):
     transforms = wide[3]
     assert transforms[True] * 10 < transforms[False], transforms
     assert transforms[True] < 1000, transforms
+
+
+# --------------------------------------------------------------------------- tracing
+
+# Ops that only a feature's input handling makes (densify, split, n-grams, escaping).
+INPUT_OPS = ("SparseToDense", "StringSplitV2", "StringNGrams", "StaticRegexReplace")
+
+
+def _traced_ops(config, pack):
+    """{op type: count} of the ops outside the packed analyzers' scopes, and every op
+    name, of the config's preprocessing_fn traced as a TF1 graph."""
+    from tensorflow_transform import impl_helper
+    from beam_pipeline.job import preprocessing, schema
+    graph, _, _ = impl_helper.trace_preprocessing_function(
+        preprocessing.preprocessing_fn_for(config, pack=pack),
+        schema.raw_feature_spec(config.columns), use_tf_compat_v1=True)
+    ops = graph.get_operations()
+    counts = {}
+    for op in ops:
+        if not op.name.startswith("packed_"):
+            counts[op.type] = counts.get(op.type, 0) + 1
+    return counts, {op.name for op in ops}
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory):
+    """Every packable kind once, and a normalization for each impute option."""
+    from beam_pipeline.config import load_config
+    root = tmp_path_factory.mktemp("small")
+    features = {
+        "n_default": {"kind": "normalization", "column": "num"},
+        "n_median": {"kind": "normalization", "column": "num", "impute": "median"},
+        "n_mean": {"kind": "normalization", "column": "num", "impute": "mean",
+                   "missing_indicator": True},
+        "n_frequent": {"kind": "normalization", "column": "num", "impute": "most_frequent"},
+        "n_constant": {"kind": "normalization", "column": "num", "impute": "constant",
+                       "fill_value": 2.0},
+        "cat": {"kind": "string_lookup", "max_tokens": 10, "mask_token": "m"},
+        "cat_frequent": {"kind": "string_lookup", "column": "cat", "impute": "most_frequent"},
+        "text": {"kind": "text_vectorization", "ngrams": 2, "max_tokens": 20,
+                 "output_sequence_length": 4},
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "input": {"file_pattern": str(root / "unused-*.csv")},
+        "columns": [{"name": "num", "type": "float"}, {"name": "cat", "type": "string"},
+                    {"name": "text", "type": "string"}],
+        "features": features, "output": {"dir": str(root / "out")}}))
+    return load_config(str(path))
+
+
+def test_each_feature_traces_its_inputs_once(small_config):
+    """Plan and transform share the tensors the plan computed (`Pack.keep`): the packed
+    graph has no more input-handling ops than the unpacked one, which traces each
+    feature once."""
+    packed, _ = _traced_ops(small_config, pack=True)
+    alone, _ = _traced_ops(small_config, pack=False)
+    for op_type in INPUT_OPS:
+        assert alone.get(op_type, 0) > 0, op_type
+        assert packed.get(op_type, 0) == alone[op_type], (op_type, packed.get(op_type),
+                                                          alone[op_type])
+
+
+def test_every_scalar_normalization_packs_whatever_its_impute(small_config):
+    """Moments are of the present values, so a learned imputation does not keep a
+    normalization out of the packed moments; a lookup that counts imputed values stays out."""
+    _, names = _traced_ops(small_config, pack=True)
+    for name in ("n_default", "n_median", "n_mean", "n_frequent", "n_constant"):
+        assert f"{name}_packed_mean" in names, name
+        assert not any(n.startswith(f"{name}_mean/") for n in names), name
+    packed_vocabularies = [n for n in names if n.startswith("packed_vocabularies")]
+    assert packed_vocabularies
+    assert any(n.startswith("cat_frequent_vocabulary/") for n in names)

@@ -117,27 +117,43 @@ class Feature:
 
     # Reading values ------------------------------------------------------------------------
 
-    def scalar(self, inputs, default=None) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
-        """The column as dense `[batch]` values with missing cells imputed.
-
-        Imputation follows the `impute` option or the kind's DEFAULT_IMPUTE; with neither,
-        missing cells get `default`. A NaN float is missing.
+    def present(self, inputs) -> Tuple[tf.Tensor, tf.Tensor]:
+        """The scalar column as dense `[batch]` values of its type, before imputation.
 
         Returns:
-          (values, missing mask, extra outputs: `<name>_missing` when asked for).
+          (values, missing mask): a missing cell (or a NaN float) is True in the mask and
+          holds the type's placeholder (NaN, -1 or "") in the values.
         """
         raw = tf.cast(inputs[self.column], self.dtype)
-        if default is None:
-            default = impute_lib.placeholder(self.dtype)
-        dense = densify(raw, default)
+        dense = densify(raw, impute_lib.placeholder(self.dtype))
         present_mask = densify(tf.SparseTensor(raw.indices, tf.ones_like(raw.values, tf.bool),
                                                raw.dense_shape), False)
         if self.dtype.is_floating:
             present_mask = tf.logical_and(present_mask, tf.logical_not(tf.math.is_nan(dense)))
-        missing = tf.logical_not(present_mask)
+        return dense, tf.logical_not(present_mask)
+
+    def imputes_from_data(self) -> bool:
+        """Whether a missing cell is filled with a statistic of the data (mean, median,
+        most_frequent): whatever reads the imputed values waits for that analyzer."""
+        return (self.impute or self.DEFAULT_IMPUTE) in impute_lib.LEARNED
+
+    def scalar(self, inputs, default=None, present=None
+               ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+        """The column as dense `[batch]` values with missing cells imputed.
+
+        Imputation follows the `impute` option or the kind's DEFAULT_IMPUTE; with neither,
+        missing cells get `default` (the type's placeholder when None). A NaN float is
+        missing. `present` is `self.present(inputs)` when the caller has it already.
+
+        Returns:
+          (values, missing mask, extra outputs: `<name>_missing` when asked for).
+        """
+        dense, missing = present if present is not None else self.present(inputs)
+        if default is None:
+            default = impute_lib.placeholder(self.dtype)
         strategy = self.impute or self.DEFAULT_IMPUTE
         if strategy is not None:
-            fill = impute_lib.statistic(strategy, tf.boolean_mask(dense, present_mask),
+            fill = impute_lib.statistic(strategy, tf.boolean_mask(dense, tf.logical_not(missing)),
                                         self.fill_value, f"{self.name}_impute")
         else:
             fill = default  # a NaN that arrived as a value is missing too

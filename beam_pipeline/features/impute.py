@@ -13,6 +13,8 @@ tf = lazy.module("tensorflow")
 tft = lazy.module("tensorflow_transform")
 
 STRATEGIES = ("mean", "median", "most_frequent", "constant")
+# The strategies whose fill value is learned from the data (an analyzer), not given.
+LEARNED = ("mean", "median", "most_frequent")
 MEDIAN_EPSILON = 0.001
 
 

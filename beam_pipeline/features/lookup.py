@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Union
 
-from beam_pipeline.features import encoding, lazy, vocabulary
+from beam_pipeline.features import encoding, lazy, packing, vocabulary
 from beam_pipeline.features.base import Feature, check_choice, check_positive
 
 tf = lazy.module("tensorflow")
@@ -88,7 +88,10 @@ class StringLookup(Feature):
 
     def _counted(self, inputs):
         """(values, missing, extra outputs, mask of the values counted into the vocabulary,
-        mask of the mask_token values, top_k) of one batch."""
+        mask of the mask_token values, top_k) of one batch; the plan's, once it has run."""
+        kept = packing.kept(self.name)
+        if kept is not None:
+            return kept
         extra = {}
         if self.multivalent:
             values = self.values(inputs)
@@ -110,10 +113,12 @@ class StringLookup(Feature):
         return values, missing, extra, counted, is_mask, top_k
 
     def plan(self, inputs, pack):
-        if self.needs_full_pass():  # the imputed values need their statistic first
+        if self.imputes_from_data():  # the counted values wait for their fill statistic
             return
-        values, _, _, counted, _, top_k = self._counted(inputs)
-        vocabulary.plan(pack, tf.boolean_mask(values.flat_values, counted), self.name, top_k,
+        counted = self._counted(inputs)
+        pack.keep(self.name, counted)
+        values, _, _, mask, _, top_k = counted
+        vocabulary.plan(pack, tf.boolean_mask(values.flat_values, mask), self.name, top_k,
                         self.min_frequency)
 
     def transform(self, inputs):
@@ -141,7 +146,7 @@ class StringLookup(Feature):
         return (self.name,)
 
     def needs_full_pass(self):
-        return self.impute in ("mean", "median", "most_frequent")  # counts imputed values
+        return self.imputes_from_data()  # the vocabulary counts the imputed values
 
     def id_space(self, vocabulary_size):
         return vocabulary_size + self._reserved() if self.output_mode == "int" else None

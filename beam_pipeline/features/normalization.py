@@ -59,16 +59,18 @@ class Normalization(Feature):
         return mean + x * std if self.invert else (x - mean) / std
 
     def plan(self, inputs, pack):
-        # A learned imputation needs its own statistic first; a vector learns per position.
-        if self.multivalent or self.impute not in (None, "constant"):
+        if self.multivalent:  # a vector learns one mean and variance per position
             return
-        dense, missing, _ = self.scalar(inputs)
+        # The moments are of the present values, so they need no imputation: the plan
+        # reads the values before it, and packs whatever the impute option.
+        dense, missing = self.present(inputs)
+        pack.keep(self.name, (dense, missing))
         pack.add_moments(self.name, tf.cast(dense, tf.float32), missing)
 
     def transform(self, inputs):
         if self.multivalent:
             return {self.name: self._vector(inputs)}
-        dense, missing, outputs = self.scalar(inputs)
+        dense, missing, outputs = self.scalar(inputs, present=packing.kept(self.name))
         x = tf.cast(dense, tf.float32)
         pack = packing.active()
         moments = pack.moments(self.name) if pack is not None else None

@@ -14,9 +14,11 @@ passes Dataflow's request limit (tf.Transform issues #57, #180, #242). Here the 
    out per column).
 
 Then each feature's `transform` runs as it always does, and `vocabulary.learn` and the
-normalization's statistics take the packed result when there is one for their name.
-What a plan cannot compute without another analyzer first (an imputed column, a vector
-column) is not packed, and learns alone as before.
+normalization's statistics take the packed result when there is one for their name; a
+transform also takes the tensors its plan kept (`Pack.keep`) rather than tracing its
+input handling again. What a plan cannot compute without another analyzer first (the
+vocabulary of values imputed with a learned statistic, a vector column's per-position
+moments) is not packed, and learns alone as before.
 
 Example (what `job.preprocessing` does):
 
@@ -30,7 +32,7 @@ Example (what `job.preprocessing` does):
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from beam_pipeline.features import lazy
 
@@ -56,6 +58,7 @@ class Pack:
         self._moments: Dict[str, Tuple[tf.Tensor, tf.Tensor]] = {}
         self._paths: Dict[str, tf.Tensor] = {}
         self._statistics: Dict[str, Tuple[tf.Tensor, tf.Tensor]] = {}
+        self._kept: Dict[str, Any] = {}
 
     def add_vocabulary(self, name: str, keys: tf.Tensor, top_k: Optional[int],
                        min_frequency: Optional[int]) -> None:
@@ -68,6 +71,15 @@ class Pack:
         """Registers the mean and population variance of the float32 `[batch]` `values`
         where `missing` is False."""
         self._moments[name] = (values, missing)
+
+    def keep(self, name: str, tensors: Any) -> None:
+        """Keeps what feature `name`'s plan computed from its inputs, for its `transform`:
+        each feature then traces its input handling once, not once per step."""
+        self._kept[name] = tensors
+
+    def kept(self, name: str) -> Any:
+        """What feature `name`'s plan kept, or None."""
+        return self._kept.get(name)
 
     @contextlib.contextmanager
     def analyze(self) -> Iterator["Pack"]:
@@ -118,3 +130,9 @@ class Pack:
 def active() -> Optional[Pack]:
     """The pack being analyzed (inside `Pack.analyze`), or None."""
     return _ACTIVE[-1] if _ACTIVE else None
+
+
+def kept(name: str) -> Any:
+    """What feature `name`'s plan kept in the active pack (`Pack.keep`), or None."""
+    pack = active()
+    return pack.kept(name) if pack is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence, Union
 
-from beam_pipeline.features import encoding, lazy, vocabulary
+from beam_pipeline.features import encoding, lazy, packing, vocabulary
 from beam_pipeline.features.base import Feature, check_choice, check_positive, densify
 
 tf = lazy.module("tensorflow")
@@ -139,12 +139,17 @@ class TextVectorization(Feature):
         return counted, top_k
 
     def plan(self, inputs, pack):
-        counted, top_k = self._counted(self.tokens(inputs))
+        tokens = self.tokens(inputs)
+        counted, top_k = self._counted(tokens)
+        pack.keep(self.name, (tokens, counted, top_k))
         vocabulary.plan(pack, counted, self.name, top_k, self.min_frequency)
 
     def transform(self, inputs):
-        tokens = self.tokens(inputs)
-        counted, top_k = self._counted(tokens)
+        kept = packing.kept(self.name)
+        if kept is None:
+            tokens = self.tokens(inputs)
+            kept = (tokens,) + self._counted(tokens)
+        tokens, counted, top_k = kept
         vocab = vocabulary.learn(counted, self.name, top_k, self.min_frequency)
         index = vocabulary.apply(tokens, vocab, self.name)
         # On the flat values: tf.where's ragged dispatch takes ~0.5 s to trace per call,
