@@ -166,13 +166,16 @@ def test_top_k_must_be_positive():
        cuts=st.lists(st.integers(0, 80), max_size=6),
        top_k=st.one_of(st.none(), st.integers(1, 8)),
        threshold=st.integers(0, 4), compact_rows=st.integers(1, 30),
-       chunk_rows=st.integers(1, 5))
+       accumulator_rows=st.integers(1, 30), chunk_rows=st.integers(1, 5))
 def test_bundle_combine_and_merge_logic_matches_counter(tokens, cuts, top_k, threshold,
-                                                        compact_rows, chunk_rows):
+                                                        compact_rows, accumulator_rows,
+                                                        chunk_rows):
     """The DoFn, the CombineFn and the part-file merge by hand, over random batch cuts,
-    compaction points and part chunk sizes (so the merge crosses many chunks)."""
+    compaction points (of bundles and accumulators) and part chunk sizes (so the merge
+    crosses many chunks)."""
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
         patch.setattr(vocabulary_counts, "COMPACT_ROWS", compact_rows)
+        patch.setattr(vocabulary_counts, "ACCUMULATOR_MIN_ROWS", accumulator_rows)
         patch.setattr(vocabulary_counts, "PART_CHUNK_ROWS", chunk_rows)
         _check_by_hand(tokens, cuts, top_k, threshold, tmp)
 
@@ -190,9 +193,13 @@ def _check_by_hand(tokens, cuts, top_k, threshold, tmp):
              np.array([len(k) % 3 for k in batch], np.int64))))
     partials += [w.value for w in do_fn.finish_bundle()]
     combine = vocabulary_counts._SumCounts()
-    by_shard = collections.defaultdict(list)
-    for shard, table in partials:
-        by_shard[shard].append(combine.add_input(combine.create_accumulator(), table))
+    # Two accumulators per shard, each fed tables in turn, then merged (as lifted
+    # partial combines are).
+    by_shard = collections.defaultdict(lambda: [combine.create_accumulator(),
+                                                combine.create_accumulator()])
+    for i, (shard, table) in enumerate(partials):
+        accs = by_shard[shard]
+        accs[i % 2] = combine.add_input(accs[i % 2], table)
     parts = [vocabulary_counts.write_part(
         (shard, combine.extract_output(combine.merge_accumulators(accs))),
         os.path.join(tmp, "parts"), top_k, threshold) for shard, accs in by_shard.items()]
@@ -204,6 +211,29 @@ def _check_by_hand(tokens, cuts, top_k, threshold, tmp):
         got = f.read()
     assert got == (b"".join(b"%d %s\n" % pair for pair in want)
                    or vocabulary_counts.EMPTY_VOCABULARY_LINE + b"\n")
+
+
+def test_an_accumulator_holds_about_twice_its_distinct_tokens():
+    """Pending tables are summed once they hold twice the rows of the last sum: one
+    shard's accumulator stays near its distinct tokens however many tables arrive (with
+    a fixed row limit, 32 shards held 6x the vocabulary at 5M distinct values)."""
+    rng = np.random.default_rng(3)
+    distinct = np.array([b"tok-%05d" % i for i in range(2_000)], dtype=object)
+    combine = vocabulary_counts._SumCounts()
+    accumulator = combine.create_accumulator()
+    most, added = 0, collections.Counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vocabulary_counts, "ACCUMULATOR_MIN_ROWS", 256, raising=False)
+        for _ in range(400):
+            keys = np.unique(rng.choice(distinct, 300))
+            added.update(keys)
+            accumulator = combine.add_input(accumulator, pa.table({
+                "token": pa.array(keys, pa.binary()),
+                "count": pa.array(np.ones(len(keys), np.int64))}))
+            most = max(most, accumulator.rows)
+    assert most <= 2 * len(distinct) + 300, most
+    summed = combine.extract_output(accumulator)
+    assert dict(zip(summed["token"].to_pylist(), summed["count"].to_pylist())) == added
 
 
 def test_each_shard_element_encodes_only_its_own_tokens():

@@ -47,8 +47,13 @@ from tensorflow_transform.beam import experimental as tft_beam_experimental
 # Hash shards of the key space: the unit of parallelism in the merge and the bound on an
 # accumulator (about 1/SHARDS of the distinct tokens).
 SHARDS = 32
-# Summed rows a bundle or an accumulator holds before it compacts (and a bundle emits).
+# Rows of batches a bundle holds before it sums them and emits its shard tables.
 COMPACT_ROWS = 1 << 20
+# An accumulator sums its pending tables once they hold twice the rows of its last sum,
+# and at least this many: it then holds at most about twice its shard's distinct tokens
+# (a fixed 1M rows per shard was 32M rows across the shards, 6x the vocabulary at 5M
+# distinct values).
+ACCUMULATOR_MIN_ROWS = 1 << 16
 # Rows per record batch of a part file: the merge holds about one batch per part.
 PART_CHUNK_ROWS = 1 << 15
 # What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
@@ -212,6 +217,7 @@ class _ShardTables:
     def __init__(self):
         self.pending: List[pa.Table] = []
         self.rows = 0
+        self.summed_rows = 0  # rows of the last sum
         self._summed = True
 
     def add(self, table: pa.Table) -> None:
@@ -219,10 +225,15 @@ class _ShardTables:
         self.rows += table.num_rows
         self._summed = len(self.pending) == 1 and self._summed
 
+    def full(self) -> bool:
+        """Whether the pending tables should be summed now (see ACCUMULATOR_MIN_ROWS)."""
+        return self.rows >= max(ACCUMULATOR_MIN_ROWS, 2 * self.summed_rows)
+
     def compact(self) -> pa.Table:
         if not (self._summed and len(self.pending) == 1):
             self.pending = [sum_counts(self.pending)]
             self.rows, self._summed = self.pending[0].num_rows, True
+            self.summed_rows = self.rows
         return self.pending[0]
 
 
@@ -266,14 +277,14 @@ class _CountInBundle(beam.DoFn):
 
 
 class _SumCounts(beam.CombineFn):
-    """Merges one shard's (token, count) tables; compacts before it holds COMPACT_ROWS."""
+    """Merges one shard's (token, count) tables; sums them as they grow (`_ShardTables.full`)."""
 
     def create_accumulator(self):
         return _ShardTables()
 
     def add_input(self, accumulator, table):
         accumulator.add(table)
-        if accumulator.rows >= COMPACT_ROWS:
+        if accumulator.full():
             accumulator.compact()
         return accumulator
 
@@ -282,6 +293,8 @@ class _SumCounts(beam.CombineFn):
         for accumulator in accumulators:
             for table in accumulator.pending:
                 merged.add(table)
+                if merged.full():
+                    merged.compact()
         merged.compact()
         return merged
 
