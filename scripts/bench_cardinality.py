@@ -17,6 +17,9 @@ For each D, each in its own child process:
          sorted part files that `write_part` wrote from this data's shard tables into the
          vocabulary file): its RSS growth (peak RSS, VmHWM reset just before the step via
          /proc/self/clear_refs, minus RSS before) and time; outside Beam
+  table  the transform phase's floor: the run's vocabulary file loaded alone into the
+         lookup table the transform graph builds (`features.vocabulary.apply`, tft's
+         StaticHashTable from a text file), in a TF1 session as tft runs it: its RSS growth
   check  untimed: the written vocabulary (TFTransformOutput.vocabulary_file_by_name) against
          pyarrow's `pc.value_counts`, ordered count descending, ties token bytes descending
 
@@ -152,6 +155,31 @@ def child_step(distinct, workdir):
         "file_mb": os.path.getsize(path) / 2**20}), flush=True)
 
 
+def child_table(distinct, workdir):
+    """The run's vocabulary file loaded into the transform graph's lookup table, alone."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from beam_pipeline.features import vocabulary
+    output = os.path.join(workdir, f"run_{distinct}", "output")
+    path = tft.TFTransformOutput(output).vocabulary_file_by_name("key")
+    with tf.Graph().as_default():
+        keys = tf.compat.v1.placeholder(tf.string, [None])
+        index = vocabulary.apply(keys, tf.constant(path), "probe")
+        with tf.compat.v1.Session() as session:
+            session.run(tf.constant(0))  # the runtime's own start-up is not the table's
+            reset = _reset_peak()
+            before = _rss_mb()
+            start = time.perf_counter()
+            session.run(tf.compat.v1.tables_initializer())
+            found = session.run(index, {keys: [b"not-a-token"]})
+            seconds = time.perf_counter() - start
+            peak = _peak_mb()
+    print(RESULT_PREFIX + json.dumps({
+        "table_seconds": seconds, "rss_before_mb": before, "peak_mb": peak,
+        "peak_was_reset": reset, "table_growth_mb": peak - before,
+        "absent_index": int(found[0])}), flush=True)
+
+
 def child_check(distinct, workdir):
     data_dir = data_dir_for(distinct, workdir)
     output = os.path.join(workdir, f"run_{distinct}", "output")
@@ -180,17 +208,20 @@ def spawn(cmd):
     return wall, max(peak, usage.ru_maxrss / 1024), result, os.waitstatus_to_exitcode(status)
 
 
+CHILDREN = {"step": child_step, "table": child_table, "check": child_check}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--distinct", type=int, action="append",
                         help="distinct values (repeatable); default 100000, 1000000")
     parser.add_argument("--workdir", default="/tmp/bench18/cardinality")
     parser.add_argument("--skip-step", action="store_true")
-    parser.add_argument("--child", choices=("step", "check"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.distinct or [100_000, 1_000_000]
     if args.child:
-        (child_step if args.child == "step" else child_check)(sizes[0], args.workdir)
+        CHILDREN[args.child](sizes[0], args.workdir)
         return 0
     os.makedirs(args.workdir, exist_ok=True)
     results, path = {"cpu_count": os.cpu_count(), "sizes": {}}, os.path.join(
@@ -212,6 +243,9 @@ def main():
             _, _, entry["check"], _ = spawn(me + ["--child", "check", "--distinct", str(d),
                                                   "--workdir", args.workdir])
             print(f"    check {json.dumps(entry['check'])}", flush=True)
+            _, _, entry["table"], _ = spawn(me + ["--child", "table", "--distinct", str(d),
+                                                  "--workdir", args.workdir])
+            print(f"    table {json.dumps(entry['table'])}", flush=True)
         if not args.skip_step:
             _, _, entry["step"], _ = spawn(me + ["--child", "step", "--distinct", str(d),
                                                  "--workdir", args.workdir])
@@ -222,7 +256,8 @@ def main():
 
     print(f"\n=== one string_lookup, no max_tokens; {os.cpu_count()} cores, shared machine ===")
     print(f"{'distinct':>10} {'rows':>10} {'wall s':>7} {'peak MB':>8} {'B/distinct*':>11} "
-          f"{'exact':>6} {'step s':>7} {'step MB':>8} {'step B/distinct':>15}")
+          f"{'exact':>6} {'step s':>7} {'step MB':>8} {'step B/distinct':>15} {'table MB':>8} "
+          f"{'table B/distinct':>16}")
     prev = None
     for d in sizes:
         e = results["sizes"][str(d)]
@@ -235,8 +270,12 @@ def main():
         step_s = f"{step['step_seconds']:.1f}" if step else "-"
         step_mb = f"{step['step_growth_mb']:,.0f}" if step else "-"
         step_b = f"{step['step_growth_mb'] * 2**20 / d:,.0f}" if step else "-"
+        table = e.get("table") or {}
+        table_mb = f"{table['table_growth_mb']:,.0f}" if table else "-"
+        table_b = f"{table['table_growth_mb'] * 2**20 / d:,.0f}" if table else "-"
         print(f"{d:>10,} {e['rows']:>10,} {e['wall_seconds']:>7.1f} {e['peak_rss_mb']:>8,.0f} "
-              f"{per:>11} {exact:>6} {step_s:>7} {step_mb:>8} {step_b:>15}")
+              f"{per:>11} {exact:>6} {step_s:>7} {step_mb:>8} {step_b:>15} {table_mb:>8} "
+              f"{table_b:>16}")
         prev = (d, e)
     print("* peak RSS growth per added distinct value, against the previous size")
     print(f"results: {path}")
