@@ -11,8 +11,8 @@ tf.Transform analyzers, the path the Keras parity tests were first written again
   vocabularies byte for byte, outputs equal, z-scores against numpy's statistics.
 
 The job's config adds features whose analyzers run beside the packed ones (a lookup
-of imputed values, a median imputation, tf_idf's document frequencies), so packed and
-unpacked analyzers run side by side.
+of imputed values, a median imputation, tf_idf's vocabulary with its document
+frequencies), so packed and unpacked analyzers run side by side.
 
 The packed graph must also be smaller: its Beam stages must not grow per feature.
 """
@@ -56,7 +56,8 @@ def _vocabulary_files(out_dir):
 
 # The messy default-path features, and analyzers that run beside the packed ones: a
 # median imputation (its normalization's moments still pack), a lookup of most_frequent
-# imputed values (learns alone) and tf_idf (a second pass over the vocabulary).
+# imputed values (learns alone) and tf_idf (its vocabulary and document frequencies learn
+# alone).
 JOB_FEATURES = dict(MESSY_FEATURES, **{
     "f_normal_median": {"kind": "normalization", "column": "f_normal", "impute": "median"},
     "f_uniform": {"kind": "normalization", "impute": "constant", "fill_value": 0.5},

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,8 +67,18 @@ def preprocessing_fn(inputs):
         # tft computes only the analyzers the outputs depend on.
         outputs[f"ref_{name}"] = vocabulary.apply(x, ref, f"ref_{name}")
         outputs[f"ours_{name}"] = vocabulary.apply(x, ours, f"ours_{name}")
+    # tf_idf's vocabulary and the number of rows holding each entry, in one analysis.
+    text = tensors["text"]
+    vocab, df_path = vocabulary.learn_with_document_frequencies(text, "ours_df", 25, 2)
+    outputs["ours_df"] = vocabulary.apply(text, vocab, "ours_df")
+    df = vocabulary.document_frequencies(df_path, DF_TOP_K, "ours_df")
+    outputs["ours_df_sum"] = tf.gather(tf.reduce_sum(df, keepdims=True),
+                                       tf.zeros_like(inputs["i"]))
     return {k: v.flat_values if isinstance(v, tf.RaggedTensor) else v
             for k, v in outputs.items()}
+
+
+DF_TOP_K = 25
 
 
 def _analyze(data_by_span, out_dir, cache_dir=None, cached_spans=()):
@@ -140,6 +151,69 @@ def test_counts_are_the_datas(analyzed):
     want = sorted(((c, t) for t, c in counter.items()), reverse=True)[:10]
     _, ours = _files(fresh, "top10")
     assert ours == b"".join(b"%d %s\n" % pair for pair in want)
+
+
+def _document_frequencies(output):
+    with open(output.vocabulary_file_by_name("ours_df_df"), "rb") as f:
+        return [int(line) for line in f.read().split()]
+
+
+def test_document_frequencies_are_the_datas(analyzed):
+    """tf_idf's vocabulary is tft's file; its df file holds, line for line, how many rows
+    hold that entry (a row repeating a token counts once), from the data and from the
+    cached accumulators alike."""
+    fresh, cached, spans = analyzed
+    rows = spans["a"] + spans["b"]
+    with open(fresh.vocabulary_file_by_name("ours_df"), "rb") as f:
+        ours = f.read()
+    assert ours == _files(fresh, "tokens_top25")[0]
+    # TF's split on " " keeps empty tokens, as Python's does.
+    holding = collections.Counter(
+        t for r in rows for t in set(r["text"].encode().split(b" ")))
+    tokens = [vocabulary.unescape(line.split(b" ", 1)[1].decode()).encode()
+              for line in ours.splitlines()]
+    assert len(tokens) == DF_TOP_K
+    want = [holding[t] for t in tokens]
+    assert _document_frequencies(fresh) == want
+    assert _document_frequencies(cached) == want
+    # Fewer rows hold a token than it occurs, for some token (the check can tell).
+    counts = [int(line.split(b" ", 1)[0]) for line in ours.splitlines()]
+    assert any(d < c for d, c in zip(want, counts))
+    assert all(d <= c for d, c in zip(want, counts))
+
+
+def test_document_frequencies_in_the_graph_are_the_files(analyzed):
+    fresh, _, _ = analyzed
+    result = fresh.transform_raw_features(
+        {"s": tf.constant(["a"]), "text": tf.constant(["a"]), "i": tf.constant([1], tf.int64)})
+    assert int(result["ours_df_sum"].numpy()[0]) == sum(_document_frequencies(fresh))
+
+
+def test_tf_idf_is_learned_in_one_analysis_phase(tmp_path):
+    """tf_idf's document frequencies are counted with its vocabulary: the analysis of a
+    config with tf_idf has one phase (it had two, the second reading the data again for
+    the frequencies of the learned tokens)."""
+    from beam_pipeline.config import load_config
+    from beam_pipeline.job import preprocessing, schema
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "input": {"file_pattern": str(tmp_path / "unused-*.csv")},
+        "columns": [{"name": "text", "type": "string"}, {"name": "x", "type": "float"}],
+        "features": {
+            "text": {"kind": "text_vectorization", "max_tokens": 50, "output_mode": "tf_idf"},
+            "sparse": {"kind": "text_vectorization", "column": "text", "max_tokens": 50,
+                       "output_mode": "tf_idf", "sparse": True, "ngrams": 2},
+            "x": {"kind": "normalization"}},
+        "output": {"dir": str(tmp_path / "out")}}))
+    config = load_config(str(path))
+    p = beam.Pipeline()
+    with tft_beam.Context(temp_dir=str(tmp_path / "tmp")):
+        _ = ((p | beam.Create([{"text": [b"a b"], "x": [1.0]}]),
+              schema.raw_metadata(config.columns))
+             | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn_for(config)))
+    names = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
+    assert any("[Phase0]" in n for n in names)
+    assert not [n for n in names if "[Phase1]" in n]
 
 
 def test_empty_vocabulary_is_tfts_dummy_line(analyzed):

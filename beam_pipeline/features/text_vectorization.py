@@ -142,7 +142,8 @@ class TextVectorization(Feature):
         tokens = self.tokens(inputs)
         counted, top_k = self._counted(tokens)
         pack.keep(self.name, (tokens, counted, top_k))
-        vocabulary.plan(pack, counted, self.name, top_k, self.min_frequency)
+        if self.output_mode != "tf_idf":  # its vocabulary counts documents too: learns alone
+            vocabulary.plan(pack, counted, self.name, top_k, self.min_frequency)
 
     def transform(self, inputs):
         kept = packing.kept(self.name)
@@ -150,7 +151,11 @@ class TextVectorization(Feature):
             tokens = self.tokens(inputs)
             kept = (tokens,) + self._counted(tokens)
         tokens, counted, top_k = kept
-        vocab = vocabulary.learn(counted, self.name, top_k, self.min_frequency)
+        if self.output_mode == "tf_idf":
+            vocab, df_path = vocabulary.learn_with_document_frequencies(
+                counted, self.name, top_k, self.min_frequency)
+        else:
+            vocab = vocabulary.learn(counted, self.name, top_k, self.min_frequency)
         index = vocabulary.apply(tokens, vocab, self.name)
         # On the flat values: tf.where's ragged dispatch takes ~0.5 s to trace per call,
         # which a 1,000-feature config pays once per feature and tft phase.
@@ -165,22 +170,19 @@ class TextVectorization(Feature):
         vectors = encoding.encode(ids, mode, depth=self.max_tokens, sparse=self.sparse)
         if self.output_mode != "tf_idf":
             return {self.name: vectors}
-        idf = self._idf(ids)
+        idf = self._idf(df_path, top_k, ids)
         if self.sparse:
             weighted = tf.SparseTensor(vectors.indices, vectors.values * tf.gather(
                 idf, vectors.indices[:, 1]), vectors.dense_shape)
             return {self.name: encoding.annotate_sparse(weighted, self.max_tokens)}
         return {self.name: vectors * idf}
 
-    def _idf(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        """Keras's idf weights, `[max_tokens]`, learned from per-row token presence."""
-        depth = self.max_tokens
-        # Document frequency: each row's distinct columns counted once, summed over rows.
-        keys, _ = tf.unique(ids.value_rowids() * depth + ids.flat_values, out_idx=tf.int64)
-        in_batch = tf.ensure_shape(tf.math.bincount(
-            keys % depth, minlength=depth, maxlength=depth, dtype=tf.int64), [depth])
-        df = tft.sum(in_batch[tf.newaxis, :], reduce_instance_dims=False,
-                     name=f"{self.name}_df")
+    def _idf(self, df_path, top_k: int, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Keras's idf weights, `[max_tokens]`, from the document frequencies counted with
+        the vocabulary (one analysis phase) and the number of train rows."""
+        # Column 0 is OOV, whose frequency is unused (it gets the mean idf).
+        df = tf.concat([tf.zeros([1], tf.int64), vocabulary.document_frequencies(
+            df_path, top_k, self.name)], axis=0)
         documents = tft.size(ids.row_lengths(), name=f"{self.name}_documents")
         idf = keras_idf(df, documents)
         learned = tf.concat([[False], df[1:] > 0], axis=0)  # every kept token has df >= 1
@@ -191,9 +193,6 @@ class TextVectorization(Feature):
 
     def vocabulary_names(self):
         return (self.name,)
-
-    def needs_full_pass(self):
-        return self.output_mode == "tf_idf"  # document frequencies of the learned vocabulary
 
     def id_space(self, vocabulary_size):
         return vocabulary_size + 2 if self.output_mode == "int" else None

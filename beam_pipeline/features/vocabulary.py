@@ -130,6 +130,39 @@ def learn(x, name: str, top_k: Optional[int], min_frequency: Optional[int]):
                                         vocab_filename=name, name=f"{name}_vocabulary")
 
 
+def learn_with_document_frequencies(x: tf.RaggedTensor, name: str, top_k: Optional[int],
+                                    min_frequency: Optional[int]):
+    """`learn` for a `[batch, (values)]` ragged tensor, never packed, and in the same pass
+    the number of rows holding each learned value.
+
+    Returns:
+      (the deferred vocabulary path that `apply` takes, the deferred path of its document
+      frequencies that `document_frequencies` reads).
+    """
+    return vocabulary_counts.vocabulary_with_document_frequencies(
+        keys(x), x.value_rowids(), top_k=top_k, frequency_threshold=min_frequency,
+        vocab_filename=name, name=f"{name}_vocabulary")
+
+
+def document_frequencies(df_path, size: int, name: str) -> tf.Tensor:
+    """In the graph: int64 `[size]`, the document frequency of vocabulary entry i (0 past
+    the vocabulary's end), read once per session from `learn_with_document_frequencies`'
+    file through a line-number table."""
+
+    def line_table(path):
+        return tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value="0", name=f"{name}_document_frequencies")
+
+    lines, _ = tf_utils.construct_and_lookup_table(
+        line_table, df_path, tf.range(size, dtype=tf.int64))
+    # tft traces the graph with a placeholder file first; anything not a count reads as 0.
+    lines = tf.where(tf.strings.regex_full_match(lines, "[0-9]+"), lines, "0")
+    return tf.strings.to_number(lines, tf.int64)
+
+
 def apply(x, vocabulary_path, name: str):
     """Maps each value of `x` to its 0-based position in the vocabulary, -1 when absent."""
     # tft's public apply_vocabulary cannot read files that store frequencies;

@@ -25,10 +25,15 @@ result (the same file, line for line) and changes how the counts travel:
 
 The order is tft's: count descending, ties broken by token bytes descending. The file is
 "<count> <token>" lines (tft's `store_frequency=True` text format); an empty vocabulary is
-tft's single dummy line. The analyzer is cacheable (`tft_beam.AnalyzeDatasetWithCache`):
-a span's accumulators are its `(shard, table)` pairs, stored as Arrow IPC.
+tft's single dummy line. A request with the keys' rows (`vocabulary_with_document_frequencies`)
+also counts each token's documents (rows holding it) in the same pass, as a `df` column
+that travels with the counts, and writes them as a second file of "<df>" lines in the
+vocabulary's order: tf-idf then needs no second analysis phase. The analyzer is
+cacheable (`tft_beam.AnalyzeDatasetWithCache`): a span's accumulators are its
+`(shard, table)` pairs, stored as Arrow IPC.
 """
 
+import contextlib
 import struct
 from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -61,10 +66,14 @@ EMPTY_VOCABULARY_LINE = b"1 49d0cd50-04bb-48c0-bc6f-5b575dce351a"
 # What lookups read while the graph is traced, before the real file exists (tft's value).
 TEMPORARY_ASSET = b"1 TEMPORARY_ASSET_VALUE"
 
+# What a document-frequency file reads as before it exists: one 0.
+TEMPORARY_DF_ASSET = b"0"
+
 # Part of the analysis cache key: change it when the accumulators' layout changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 _SCHEMA = pa.schema([("token", pa.binary()), ("count", pa.int64())])
+_DF_SCHEMA = _SCHEMA.append(pa.field("df", pa.int64()))
 _ORDER = [("count", "descending"), ("token", "descending")]
 
 
@@ -87,13 +96,36 @@ def vocabulary(keys: tf.Tensor, top_k: Optional[int], frequency_threshold: Optio
     return path
 
 
+def vocabulary_with_document_frequencies(
+        keys: tf.Tensor, rows: tf.Tensor, top_k: Optional[int],
+        frequency_threshold: Optional[int], vocab_filename: str,
+        name: str) -> Tuple[tf.Tensor, tf.Tensor]:
+    """`vocabulary`, and the number of rows holding each of its tokens, in one pass.
+
+    Args:
+      keys: a 1-D `tf.string` tensor of one batch's values (already flattened).
+      rows: int64, the row of each key in the batch (a ragged tensor's `value_rowids()`).
+      top_k, frequency_threshold, vocab_filename, name: as `vocabulary`.
+
+    Returns:
+      (the vocabulary's deferred path, the deferred path of its document frequencies: one
+      "<df>" line per vocabulary line, in its order, registered as `<vocab_filename>_df`;
+      "0" for tft's dummy line of an empty vocabulary).
+    """
+    (path, df_path) = vocabularies(
+        [Request(keys, top_k, frequency_threshold, vocab_filename, rows)], name)
+    return path, df_path
+
+
 class Request(NamedTuple):
-    """One vocabulary of a packed analysis: `vocabulary`'s arguments but the scope."""
+    """One vocabulary of a packed analysis: `vocabulary`'s arguments but the scope, and
+    the keys' rows when its document frequencies are counted too."""
 
     keys: tf.Tensor
     top_k: Optional[int]
     frequency_threshold: Optional[int]
     vocab_filename: str
+    rows: Optional[tf.Tensor] = None
 
 
 def vocabularies(requests: List[Request], name: str) -> List[tf.Tensor]:
@@ -105,47 +137,68 @@ def vocabularies(requests: List[Request], name: str) -> List[tf.Tensor]:
     (tf.Transform adds about 18 transforms per `tft.vocabulary`).
 
     Returns:
-      The deferred paths, in the order of `requests`.
+      The deferred paths, in the order of `requests`, a request with rows followed by its
+      document frequencies' path.
     """
     for request in requests:
         if request.top_k is not None and request.top_k <= 0:
             raise ValueError(f"top_k must be positive, got {request.top_k}")
     filenames = [analyzers.sanitized_vocab_filename(r.vocab_filename) for r in requests]
+    df_filenames = [analyzers.sanitized_vocab_filename(f"{r.vocab_filename}_df")
+                    if r.rows is not None else None for r in requests]
+    with_df = any(f is not None for f in df_filenames)
     with tf.compat.v1.name_scope(name):
-        uniques, counts, keys = [], [], []
+        uniques, counts, dfs, keys = [], [], [], []
         for index, request in enumerate(requests):
-            unique, _, count = tf.unique_with_counts(tf.reshape(request.keys, [-1]),
-                                                     out_idx=tf.int64)
+            flat = tf.reshape(request.keys, [-1])
+            unique, position, count = tf.unique_with_counts(flat, out_idx=tf.int64)
             uniques.append(unique)
             counts.append(count)
+            if with_df:
+                dfs.append(_document_counts(unique, position, request.rows))
             keys.append(tf.strings.to_hash_bucket_fast(unique, SHARDS) + index * SHARDS)
-        paths = _cacheable_analyzer(
-            [tf.concat(uniques, 0), tf.concat(counts, 0), tf.concat(keys, 0)],
+        inputs = [tf.concat(uniques, 0), tf.concat(counts, 0)]
+        inputs += [tf.concat(dfs, 0)] if with_df else []
+        outputs = _cacheable_analyzer(
+            inputs + [tf.concat(keys, 0)],
             tft.experimental.CacheablePTransformAnalyzer(
                 make_accumulators_ptransform=_CountBatches(),
                 merge_accumulators_ptransform=_MergeShards(),
                 extract_output_ptransform=_WriteVocabularies(
                     filenames, [r.top_k for r in requests],
-                    [r.frequency_threshold or 0 for r in requests]),
+                    [r.frequency_threshold or 0 for r in requests], df_filenames),
                 cache_coder=ShardCountsCoder()),
-            outputs=len(requests), name="counts")
+            temporary_assets=[v for f in df_filenames for v in (
+                (TEMPORARY_ASSET,) if f is None else (TEMPORARY_ASSET, TEMPORARY_DF_ASSET))],
+            name="counts")
     # ptransform_analyzer cannot mix asset and value outputs, so unlike tft.vocabulary the
     # size is not annotated; TFTransformOutput.vocabulary_size_by_name counts the lines.
-    for filename in filenames:
+    for filename in filenames + [f for f in df_filenames if f is not None]:
         analyzers.register_vocab(filename, file_format="text")
-    return list(paths)
+    return list(outputs)
+
+
+def _document_counts(unique: tf.Tensor, position: tf.Tensor,
+                     rows: Optional[tf.Tensor]) -> tf.Tensor:
+    """Per unique key, the number of distinct rows holding it (0s without rows)."""
+    size = tf.size(unique, out_type=tf.int64)
+    if rows is None:
+        return tf.zeros([size], tf.int64)
+    pairs, _ = tf.unique(tf.cast(rows, tf.int64) * size + position, out_idx=tf.int64)
+    return tf.math.bincount(pairs % size, minlength=size, maxlength=size, dtype=tf.int64)
 
 
 def _cacheable_analyzer(inputs: List[tf.Tensor],
                         analyzer: "tft.experimental.CacheablePTransformAnalyzer",
-                        outputs: int, name: str) -> List[tf.Tensor]:
-    """`tft.experimental.ptransform_analyzer` for a cacheable analyzer with `outputs` asset
-    paths: tft's own version gives every stage as many outputs as the result, and tft
-    caches only single-output stages, so here the accumulating stages have one output
-    (the per-key sums) and only the last has one per vocabulary."""
-    def info(count):
+                        temporary_assets: List[bytes], name: str) -> List[tf.Tensor]:
+    """`tft.experimental.ptransform_analyzer` for a cacheable analyzer with one asset path
+    per `temporary_assets` (what each file reads as before it is written): tft's own
+    version gives every stage as many outputs as the result, and tft caches only
+    single-output stages, so here the accumulating stages have one output (the per-key
+    sums) and only the last has one per file."""
+    def info(values):
         return [analyzer_nodes.TensorInfo(
-            tf.string, [], analyzer_nodes.TemporaryAssetInfo(TEMPORARY_ASSET, "text"))] * count
+            tf.string, [], analyzer_nodes.TemporaryAssetInfo(value, "text")) for value in values]
 
     with tf.compat.v1.name_scope(name):
         sums = analyzer_nodes.get_input_tensors_value_nodes(inputs)
@@ -159,23 +212,27 @@ def _cacheable_analyzer(inputs: List[tf.Tensor],
                 (sums,) = nodes.apply_multi_output_operation(
                     analyzer_nodes.PTransform, sums, ptransform=ptransform,
                     is_partitionable=partitionable, cache_coder=coder,
-                    output_tensor_info_list=info(1))
+                    output_tensor_info_list=info([TEMPORARY_ASSET]))
         with tf.compat.v1.name_scope("extract_output"):
             paths = nodes.apply_multi_output_operation(
                 analyzer_nodes.PTransform, sums, ptransform=analyzer.extract_output_ptransform,
-                is_partitionable=False, output_tensor_info_list=info(outputs))
+                is_partitionable=False, output_tensor_info_list=info(temporary_assets))
         return [analyzer_nodes.wrap_as_tensor(path) for path in paths]
 
 
 # --------------------------------------------------------------------------- tables
 
 def sum_counts(tables: List[pa.Table]) -> pa.Table:
-    """Tables of (token, count) -> one table with each token once and its counts summed."""
+    """Tables of (token, count[, df]) -> one table with each token once and its counts
+    (and document counts) summed."""
     if not tables:
         return _SCHEMA.empty_table()
+    schema = tables[0].schema
+    values = schema.names[1:]
     summed = pa.concat_tables(tables).group_by("token", use_threads=False).aggregate(
-        [("count", "sum")])
-    return own_buffers(pa.table([summed["token"], summed["count_sum"]], schema=_SCHEMA))
+        [(column, "sum") for column in values])
+    return own_buffers(pa.table([summed["token"]] + [summed[f"{c}_sum"] for c in values],
+                                schema=schema))
 
 
 def own_buffers(table: pa.Table) -> pa.Table:
@@ -201,7 +258,19 @@ def vocabulary_lines(table: pa.Table) -> bytes:
     if table.num_rows == 0:
         return b""
     counts = pc.cast(pc.cast(table["count"], pa.string()), pa.binary())
-    line = pc.binary_join_element_wise(counts, table["token"], pa.scalar(b" ", pa.binary()))
+    return _joined_lines(pc.binary_join_element_wise(counts, table["token"],
+                                                     pa.scalar(b" ", pa.binary())))
+
+
+def document_frequency_lines(table: pa.Table) -> bytes:
+    """(token, count, df) rows -> their "<df>\\n" lines, in the table's order."""
+    if table.num_rows == 0:
+        return b""
+    return _joined_lines(pc.cast(pc.cast(table["df"], pa.string()), pa.binary()))
+
+
+def _joined_lines(line) -> bytes:
+    """Binary values -> their bytes, each followed by a newline, built by Arrow."""
     line = pc.binary_join_element_wise(line, pa.scalar(b"", pa.binary()),
                                        pa.scalar(b"\n", pa.binary()))
     if isinstance(line, pa.ChunkedArray):
@@ -240,17 +309,19 @@ class _ShardTables:
 # --------------------------------------------------------------------------- Beam stages
 
 class _CountInBundle(beam.DoFn):
-    """(keys, counts, shards) batches -> (shard, summed table) per shard per bundle."""
+    """(keys, counts[, dfs], shards) batches -> (shard, summed table) per shard per bundle."""
 
     def start_bundle(self):
         self._batches: List[pa.Table] = []
         self._rows = 0
 
     def process(self, batch):
-        keys, counts, shards = batch
-        self._batches.append(pa.table({"token": pa.array(keys, pa.binary()),
-                                       "count": pa.array(counts, pa.int64()),
-                                       "shard": pa.array(shards, pa.int64())}))
+        keys, values, shards = batch[0], batch[1:-1], batch[-1]
+        columns = {"token": pa.array(keys, pa.binary())}
+        for name, column in zip(_DF_SCHEMA.names[1:], values):
+            columns[name] = pa.array(column, pa.int64())
+        columns["shard"] = pa.array(shards, pa.int64())
+        self._batches.append(pa.table(columns))
         self._rows += len(keys)
         if self._rows >= COMPACT_ROWS:
             yield from self._emit()
@@ -262,8 +333,10 @@ class _CountInBundle(beam.DoFn):
     def _emit(self) -> Iterable[Tuple[int, pa.Table]]:
         if not self._batches:
             return
+        values = self._batches[0].schema.names[1:-1]
+        schema = _DF_SCHEMA if len(values) == 2 else _SCHEMA
         summed = pa.concat_tables(self._batches).group_by(
-            ["shard", "token"], use_threads=False).aggregate([("count", "sum")])
+            ["shard", "token"], use_threads=False).aggregate([(c, "sum") for c in values])
         self._batches, self._rows = [], 0
         # One take per shard (fresh buffers, see own_buffers), not slices of one sorted
         # table: each of the SHARDS elements would carry every shard's tokens.
@@ -271,7 +344,8 @@ class _CountInBundle(beam.DoFn):
         order = np.argsort(shards, kind="stable")
         starts = np.flatnonzero(np.diff(shards[order], prepend=-1))
         ends = np.append(starts[1:], len(order))
-        counts = pa.table([summed["token"], summed["count_sum"]], schema=_SCHEMA)
+        counts = pa.table([summed["token"]] + [summed[f"{c}_sum"] for c in values],
+                          schema=schema)
         for start, end in zip(starts, ends):
             yield int(shards[order[start]]), counts.take(order[start:end])
 
@@ -332,20 +406,25 @@ class _MergeShards(_Stable, beam.PTransform):
 
 
 class _WriteVocabularies(_Stable, tft_beam_experimental.PTransformAnalyzer):
-    """extract_output: per-key sums -> each vocabulary file's path, one output per file."""
+    """extract_output: per-key sums -> each file's path, one output per file (a vocabulary,
+    then its document frequencies when it has a df filename)."""
 
-    _cache_key_fields = ("_filenames", "_top_ks", "_frequency_thresholds")
+    _cache_key_fields = ("_filenames", "_top_ks", "_frequency_thresholds", "_df_filenames")
 
     def __init__(self, filenames: List[str], top_ks: List[Optional[int]],
-                 frequency_thresholds: List[int]):
+                 frequency_thresholds: List[int], df_filenames: List[Optional[str]]):
         super().__init__()
         self._filenames = list(filenames)
         self._top_ks = list(top_ks)
         self._frequency_thresholds = list(frequency_thresholds)
+        self._df_filenames = list(df_filenames)
 
     def expand(self, shard_sums):
         paths = [f"{self.base_temp_dir}/{filename}" for filename in self._filenames]
-        tags = [f"vocabulary_{i}" for i in range(len(paths))]
+        df_paths = [f and f"{self.base_temp_dir}/{f}" for f in self._df_filenames]
+        tags = [tag for i, df in enumerate(df_paths)
+                for tag in ((f"vocabulary_{i}",) if df is None else
+                            (f"vocabulary_{i}", f"df_{i}"))]
         merged = (
             shard_sums
             | "SortShards" >> beam.Map(_write_keyed_part, paths, self._top_ks,
@@ -354,7 +433,7 @@ class _WriteVocabularies(_Stable, tft_beam_experimental.PTransformAnalyzer):
             # One element per vocabulary, even one with no part: its file is tft's dummy.
             | "PerVocabulary" >> beam.FlatMap(_parts_by_vocabulary, len(paths))
             | "Spread" >> beam.Reshuffle()
-            | "MergeAndWrite" >> beam.ParDo(_MergeVocabulary(), paths, self._top_ks, tags)
+            | "MergeAndWrite" >> beam.ParDo(_MergeVocabulary(), paths, self._top_ks, df_paths)
             .with_outputs(*tags))
         return tuple(merged[tag] for tag in tags)
 
@@ -377,12 +456,15 @@ def _parts_by_vocabulary(parts: List[Tuple[int, str]], count: int):
 
 
 class _MergeVocabulary(beam.DoFn):
-    """(request, its part paths) -> that vocabulary's path, on the request's own output."""
+    """(request, its part paths) -> that vocabulary's path, on the request's own output
+    (and its document frequencies' path on its df output)."""
 
-    def process(self, element, paths, top_ks, tags):
+    def process(self, element, paths, top_ks, df_paths):
         index, parts = element
-        yield beam.pvalue.TaggedOutput(tags[index], merge_parts(parts, paths[index],
-                                                                 top_ks[index]))
+        yield beam.pvalue.TaggedOutput(f"vocabulary_{index}", merge_parts(
+            parts, paths[index], top_ks[index], df_paths[index]))
+        if df_paths[index] is not None:
+            yield beam.pvalue.TaggedOutput(f"df_{index}", np.array(df_paths[index].encode()))
 
 
 def write_part(shard_sum: Tuple[int, pa.Table], parts_dir: str, top_k: Optional[int],
@@ -395,34 +477,43 @@ def write_part(shard_sum: Tuple[int, pa.Table], parts_dir: str, top_k: Optional[
     part = f"{parts_dir}/shard-{shard:05d}-of-{SHARDS:05d}.arrow"
     # Beam's file objects, unlike GFile, are files that pyarrow can stream to and from.
     with FileSystems.create(part, compression_type=CompressionTypes.UNCOMPRESSED) as f, \
-            pa.ipc.new_stream(f, _SCHEMA) as writer:
+            pa.ipc.new_stream(f, table.schema) as writer:
         writer.write_table(prune(table, top_k, frequency_threshold),
                            max_chunksize=PART_CHUNK_ROWS)
     return part
 
 
-def merge_parts(parts: List[str], path: str, top_k: Optional[int]) -> np.ndarray:
+def merge_parts(parts: List[str], path: str, top_k: Optional[int],
+                df_path: Optional[str] = None) -> np.ndarray:
     """Sorted part files -> the vocabulary file at `path` (their merge, the first `top_k`
-    lines; tft's dummy line when empty). Returns the path as a bytes scalar."""
+    lines; tft's dummy line when empty), and with `df_path` the parts' document
+    frequencies in the same order ("0" for the dummy line). Returns the path as a bytes
+    scalar."""
     tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
     written = 0
-    with tf.io.gfile.GFile(path, "wb") as out:
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(tf.io.gfile.GFile(path, "wb"))
+        df_out = files.enter_context(tf.io.gfile.GFile(df_path, "wb")) if df_path else None
         for chunk in merge_sorted([_read_part(p) for p in sorted(parts)]):
             if top_k is not None:
                 chunk = chunk.slice(0, top_k - written)
             out.write(vocabulary_lines(chunk))
+            if df_out is not None:
+                df_out.write(document_frequency_lines(chunk))
             written += chunk.num_rows
             if top_k is not None and written >= top_k:
                 break
         if not written:
             out.write(EMPTY_VOCABULARY_LINE + b"\n")
+            if df_out is not None:
+                df_out.write(b"0\n")
     return np.array(path.encode())
 
 
 def _read_part(part: str) -> Iterator[pa.Table]:
     with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         for batch in pa.ipc.open_stream(f):
-            yield pa.Table.from_batches([batch], _SCHEMA)
+            yield pa.Table.from_batches([batch])
 
 
 def merge_sorted(sources: List[Iterator[pa.Table]]) -> Iterator[pa.Table]:
@@ -467,7 +558,7 @@ class ShardCountsCoder(tft.experimental.PTransformAnalyzerCacheCoder):
     def encode_cache(self, cache):
         shard, table = cache
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, _SCHEMA) as writer:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return struct.pack("<i", shard) + sink.getvalue().to_pybytes()
 

@@ -278,17 +278,18 @@ def text_vectorization(raw, feature, state, s):
 
 
 def _idf_weights(feature, state) -> list:
-    """The graph's tf_idf weights, `[max_tokens]`, from its document frequencies and row
-    count, computed with the same TensorFlow ops as `TextVectorization._idf` (Keras's idf
-    `ln(1 + N / (1 + df))` in float64, then float32; OOV gets the mean)."""
+    """The graph's tf_idf weights, `[max_tokens]`, from its document frequencies (the
+    vocabulary's `<name>_df` file) and row count, computed with the same TensorFlow ops as
+    `TextVectorization._idf` (Keras's idf `ln(1 + N / (1 + df))` in float64, then float32;
+    OOV gets the mean)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    ints_ = [c for c in state.captures(feature.name) if c.value.dtype.kind == "i"
-             and "LookupTableFindV2" not in c.consumers]
-    dfs = [c for c in ints_ if c.value.ndim == 1]
-    docs = [c for c in ints_ if c.value.ndim == 0]
-    if len(dfs) != 1 or len(docs) != 1:
-        raise NotExpressible(feature, f"its document frequencies are not found ({ints_})")
-    df = tf.constant(dfs[0].value)
+    docs = [c for c in state.captures(feature.name) if c.value.dtype.kind == "i"
+            and c.value.ndim == 0 and "LookupTableFindV2" not in c.consumers]
+    if len(docs) != 1:
+        raise NotExpressible(feature, f"its row count is not found ({docs})")
+    frequencies = state.document_frequencies(f"{feature.name}_df")
+    df = tf.constant(([0] + frequencies + [0] * feature.max_tokens)[:feature.max_tokens],
+                     tf.int64)
     idf = tf.cast(tf.math.log(1.0 + tf.cast(docs[0].value, tf.float64) /
                               (1.0 + tf.cast(df, tf.float64))), tf.float32)
     learned = tf.concat([[False], df[1:] > 0], axis=0)

@@ -50,7 +50,8 @@ class State:
         for i, (ph, value) in enumerate(zip(placeholders, captured)):
             if value.dtype in (tf.resource, tf.variant):
                 continue
-            self._captures[ph.op.name] = Capture(i, ph, value.numpy())
+            # np.asarray: a scalar string capture (a vocabulary path) is bytes otherwise.
+            self._captures[ph.op.name] = Capture(i, ph, np.asarray(value.numpy()))
         self._outputs = tf.nest.pack_sequence_as(self._fn.structured_outputs, self._fn.outputs)
         self._cache: Dict[str, List[Capture]] = {}
 
@@ -118,6 +119,12 @@ class State:
     def vocabulary(self, feature, name: str, integer: bool = False) -> list:
         path = self.tft_output.vocabulary_file_by_name(name)
         return [e["token"] for e in summary.read_vocabulary(path, integer)]
+
+    def document_frequencies(self, name: str) -> List[int]:
+        """The "<df>" lines of the document-frequency file registered as `name`."""
+        path = self.tft_output.vocabulary_file_by_name(name)
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return [int(line) for line in f.read().split()]
 
     def first_entry(self, feature, name: str, integer: bool):
         tokens = self.vocabulary(feature, name, integer)
