@@ -404,7 +404,9 @@ def main():
                 r = results["run"].get(f"{runner}/{n}")
                 if not r:
                     continue
-                rel = ratio(r["wall_seconds"], bp.get("wall_seconds")) if runner == "tft" else ""
+                # A failed run's wall is its time to failure: no ratio to compare.
+                rel = (ratio(r["wall_seconds"], bp.get("wall_seconds"))
+                       if runner == "tft" and r["ok"] and bp.get("ok") else "")
                 status = "" if r["ok"] else f" FAILED (exit {r['exit_code']})"
                 print(f"{n:>5} {runner:<14} {r['wall_seconds']:>8.1f} {r['peak_rss_mb']:>12,.0f} "
                       f"{rel:>11}{status}")
