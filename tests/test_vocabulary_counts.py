@@ -348,3 +348,70 @@ def test_summed_shard_counts_encode_at_their_own_size():
     assert out["count"].to_numpy().sum() == 6 * 20_000
     for encoded, table in ((pickle.dumps(merged), out), (pickle.dumps(out), out)):
         assert len(encoded) < 1.2 * table.nbytes + 4096
+
+
+def test_the_merge_shuffles_carry_file_paths_not_tables(tmp_path):
+    """A bundle's shard sums are spilled to Arrow files as they are made, and each shard
+    is summed from its files: the shuffles after the read carry paths (Beam's local
+    runners hold a shuffle's whole input in memory; with tables in it the job went from
+    1.6 to 4.6 GB at 20M distinct values). The sums from the files are the data's."""
+    from apache_beam.testing.util import assert_that
+    rng = np.random.default_rng(11)
+    batches = []
+    for _ in range(5):
+        keys = np.array([b"t%03d" % i for i in rng.choice(300, 120)], dtype=object)
+        batches.append((keys, np.ones(len(keys), np.int64),
+                        np.array([int(k[1:]) % 4 for k in keys], np.int64)))
+    want = collections.Counter(k for keys, _, _ in batches for k in keys)
+    temp = str(tmp_path / "tmp")
+
+    def check(kind):
+        def _check(elements):
+            assert elements, kind
+            for shard, spilled in elements:
+                assert isinstance(spilled, str) and spilled.startswith(temp), (kind, spilled)
+                table = vocabulary_counts.load(spilled)
+                assert set(table["token"].to_pylist()) <= {k for k in want
+                                                           if int(k[1:]) % 4 == shard}
+            if kind == "merged":
+                got = collections.Counter()
+                for _, spilled in elements:
+                    table = vocabulary_counts.load(spilled)
+                    got.update(dict(zip(table["token"].to_pylist(),
+                                        table["count"].to_pylist())))
+                assert got == want
+                assert sorted(s for s, _ in elements) == [0, 1, 2, 3]
+        return _check
+
+    with pytest.MonkeyPatch.context() as patch, tft_beam.Context(temp_dir=temp), \
+            beam.Pipeline() as p:
+        patch.setattr(vocabulary_counts, "SPILL_BYTES", 0)  # these tables are tiny
+        partials = (p | beam.Create(batches, reshuffle=False)
+                    | vocabulary_counts._CountBatches())
+        merged = partials | vocabulary_counts._MergeShards()
+        assert_that(partials, check("partial"), label="partials")
+        assert_that(merged, check("merged"), label="merged")
+
+
+def test_spill_and_load_round_trip(tmp_path):
+    table = pa.table({"token": pa.array([b"a", b"", "é".encode()], pa.binary()),
+                      "count": pa.array([3, 1, 2 ** 40], pa.int64()),
+                      "df": pa.array([1, 1, 7], pa.int64())})
+    path = vocabulary_counts.spill(table, str(tmp_path))
+    assert os.path.dirname(path) == str(tmp_path)
+    assert vocabulary_counts.load(path).equals(table)
+    assert vocabulary_counts.load(table) is table
+
+
+def test_only_large_tables_are_spilled(tmp_path):
+    """Small partial sums travel inline: a wide config's many small vocabularies must not
+    write a file per shard per vocabulary per bundle."""
+    small = pa.table({"token": pa.array([b"a"], pa.binary()), "count": pa.array([1])})
+    keys = np.array([b"token-%07d" % i for i in range(80_000)], dtype=object)
+    large = pa.table({"token": pa.array(keys, pa.binary()),
+                      "count": pa.array(np.ones(len(keys), np.int64))})
+    assert large.nbytes >= vocabulary_counts.SPILL_BYTES > small.nbytes
+    assert vocabulary_counts.spill_if_large(small, str(tmp_path)) is small
+    path = vocabulary_counts.spill_if_large(large, str(tmp_path))
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
+    assert vocabulary_counts.load(path).equals(large)
