@@ -415,3 +415,10 @@ def test_only_large_tables_are_spilled(tmp_path):
     path = vocabulary_counts.spill_if_large(large, str(tmp_path))
     assert os.listdir(tmp_path) == [os.path.basename(path)]
     assert vocabulary_counts.load(path).equals(large)
+    # A bundle's fullest shard table (COMPACT_ROWS / SHARDS rows) of short tokens is
+    # spilled: at the scale that needs it, partial sums cross the shuffle as files (a
+    # 1 MB limit let them all travel inline, and 5M distinct values peaked at 1.8 GB).
+    rows = vocabulary_counts.COMPACT_ROWS // vocabulary_counts.SHARDS
+    full = pa.table({"token": pa.array([b"t%07d" % i for i in range(rows)], pa.binary()),
+                     "count": pa.array(np.ones(rows, np.int64))})
+    assert isinstance(vocabulary_counts.spill_if_large(full, str(tmp_path)), str)

@@ -65,8 +65,9 @@ COMPACT_ROWS = 1 << 20
 ACCUMULATOR_MIN_ROWS = 1 << 16
 # A partial sum at least this large (Arrow bytes) crosses the merge's shuffle as a file;
 # a smaller one travels inline, so a wide config of small vocabularies does not write
-# (on gs://, request) a file per shard per vocabulary per bundle.
-SPILL_BYTES = 1 << 20
+# (on gs://, request) a file per shard per vocabulary per bundle. A bundle's shard table
+# holds at most COMPACT_ROWS / SHARDS rows (about 1 MB): the limit must be well under.
+SPILL_BYTES = 1 << 16
 # Rows per record batch of a part file: the merge holds about one batch per part.
 PART_CHUNK_ROWS = 1 << 15
 # What tft writes when a vocabulary has no entries (tensorflow_transform/analyzers.py).
