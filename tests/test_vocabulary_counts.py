@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 
 from beam_pipeline.features import vocabulary, vocabulary_counts
 
+# As shipped: the module fixture's "compact_often" case patches the module's value.
+COMPACT_ROWS = vocabulary_counts.COMPACT_ROWS
+
 # (name, input, top_k, frequency_threshold)
 CASES = [
     ("all", "s", None, None),
@@ -418,7 +421,7 @@ def test_only_large_tables_are_spilled(tmp_path):
     # A bundle's fullest shard table (COMPACT_ROWS / SHARDS rows) of short tokens is
     # spilled: at the scale that needs it, partial sums cross the shuffle as files (a
     # 1 MB limit let them all travel inline, and 5M distinct values peaked at 1.8 GB).
-    rows = vocabulary_counts.COMPACT_ROWS // vocabulary_counts.SHARDS
+    rows = COMPACT_ROWS // vocabulary_counts.SHARDS
     full = pa.table({"token": pa.array([b"t%07d" % i for i in range(rows)], pa.binary()),
                      "count": pa.array(np.ones(rows, np.int64))})
     assert isinstance(vocabulary_counts.spill_if_large(full, str(tmp_path)), str)

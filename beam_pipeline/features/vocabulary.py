@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from beam_pipeline.features import lazy, packing
+from beam_pipeline.features import lazy, packing, tables
 
 tf = lazy.module("tensorflow")
-mappers = lazy.module("tensorflow_transform.mappers")
+schema_inference = lazy.module("tensorflow_transform.schema_inference")
 tf_utils = lazy.module("tensorflow_transform.tf_utils")
 # Its analyzer's Beam stages subclass Beam and tf.Transform classes: imported on first use.
 vocabulary_counts = lazy.module("beam_pipeline.features.vocabulary_counts")
@@ -83,17 +83,14 @@ def decode_integer_key(key: tf.Tensor) -> tf.Tensor:
 def first_entry(vocabulary_path, name: str) -> tf.Tensor:
     """In the graph: the key on the vocabulary file's first line, "" when the file is empty."""
 
-    def line_table(path):
-        return tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
-            default_value="", name=f"{name}_first_entry")
-
-    # tft's helper ties the table to the analyzer that writes the file, so that the
-    # lookup waits for the real vocabulary instead of a placeholder asset.
-    line, _ = tf_utils.construct_and_lookup_table(
-        line_table, vocabulary_path, tf.zeros([1], tf.int64))
+    # tft's helper (under tables.lookup) ties the table to the analyzer that writes the
+    # file, so that the lookup waits for the real vocabulary instead of a placeholder.
+    line, _ = tables.lookup(
+        lambda path: tf.lookup.TextFileInitializer(
+            path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+        vocabulary_path, tf.zeros([1], tf.int64), default_value="",
+        name=f"{name}_first_entry")
     # "<count> <key>": the key is everything after the first space.
     key = tf.strings.regex_replace(line[0], r"^\S+ ", "")
     return tf.where(tf.equal(key, EMPTY_VOCABULARY_DUMMY), "", key)
@@ -149,27 +146,40 @@ def document_frequencies(df_path, size: int, name: str) -> tf.Tensor:
     the vocabulary's end), read once per session from `learn_with_document_frequencies`'
     file through a line-number table."""
 
-    def line_table(path):
-        return tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
-            default_value="0", name=f"{name}_document_frequencies")
-
-    lines, _ = tf_utils.construct_and_lookup_table(
-        line_table, df_path, tf.range(size, dtype=tf.int64))
+    lines, _ = tables.lookup(
+        lambda path: tf.lookup.TextFileInitializer(
+            path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+        df_path, tf.range(size, dtype=tf.int64), default_value="0",
+        name=f"{name}_document_frequencies")
     # tft traces the graph with a placeholder file first; anything not a count reads as 0.
     lines = tf.where(tf.strings.regex_full_match(lines, "[0-9]+"), lines, "0")
     return tf.strings.to_number(lines, tf.int64)
 
 
 def apply(x, vocabulary_path, name: str):
-    """Maps each value of `x` to its 0-based position in the vocabulary, -1 when absent."""
-    # tft's public apply_vocabulary cannot read files that store frequencies;
-    # compute_and_apply_vocabulary reads them through this same internal function.
-    return mappers._apply_vocabulary_internal(  # pylint: disable=protected-access
-        _escape(x), vocabulary_path, default_value=-1, num_oov_buckets=0, lookup_fn=None,
-        file_format=FILE_FORMAT, store_frequency=True, name=f"{name}_apply")
+    """Maps each value of `x` (a Tensor, SparseTensor or RaggedTensor of strings or ints)
+    to its 0-based position in the vocabulary, -1 when absent; returns the same kind.
+
+    As tft's `apply_vocabulary` for files that store frequencies (which only its
+    `compute_and_apply_vocabulary` reads), with the table built by `tables.lookup`."""
+    keys = _escape(x)
+    with tf.name_scope(f"{name}_apply"):
+        # "<count> <key>" lines: the key is the second field, its line number the value.
+        index, size = tables.lookup(
+            lambda path: tf.lookup.TextFileInitializer(
+                path, tf.string, 1, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                delimiter=" "),
+            vocabulary_path, tf_utils.get_values(keys), default_value=-1,
+            name=f"{name}_vocabulary_table")
+        # The transformed schema's int domain, as tft's apply_vocabulary declares it.
+        schema_inference.set_tensor_schema_override(
+            index, tf.constant(-1, tf.int64), tf.maximum(size - 1, -1))
+    if isinstance(keys, tf.RaggedTensor):
+        return keys.with_flat_values(index)
+    if isinstance(keys, tf.SparseTensor):
+        return tf.SparseTensor(keys.indices, index, keys.dense_shape)
+    return index
 
 
 def oov_first(index: tf.Tensor, raw: tf.Tensor, num_oov_indices: int) -> tf.Tensor:

@@ -19,7 +19,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 
 from beam_pipeline.outputs import layout, storage
-from beam_pipeline.job import preprocessing, progress
+from beam_pipeline.job import memory, preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import sources
 from beam_pipeline.sources.dead_letter import REJECTED
@@ -255,6 +255,10 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
             (read,) = reads
             transform_fn = _analyze_with_cache(pipeline, read, cache, split_args,
                                                adapter_config, preprocessing_fn)
+        # tft built the final graph's tables to save it: destroyed before the transform
+        # loads its own.
+        transform_fn = (transform_fn[0] | "AfterSavedModel" >> memory.ReleaseTracedTables(),
+                        transform_fn[1])
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
         tagged, rejected = _all_rows(pipeline, reads, split_args, progress_dir,
                                      _label_classes(config), transform_fn[0])
