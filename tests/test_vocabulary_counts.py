@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline.features import vocabulary, vocabulary_counts
+from tests.test_storage import bucket  # noqa: F401  (the object-store fixture)
 
 # As shipped: the module fixture's "compact_often" case patches the module's value.
 COMPACT_ROWS = vocabulary_counts.COMPACT_ROWS
@@ -404,6 +405,18 @@ def test_spill_and_load_round_trip(tmp_path):
     assert os.path.dirname(path) == str(tmp_path)
     assert vocabulary_counts.load(path).equals(table)
     assert vocabulary_counts.load(table) is table
+
+
+def test_spill_and_load_on_an_object_store(bucket):
+    """On an object store (gs:// on Dataflow: no folders, NotFound for a missing object),
+    through Beam's FileSystems: the spill never assumes the driver's disk."""
+    table = pa.table({"token": pa.array([b"a", b"b"], pa.binary()),
+                      "count": pa.array([2, 1], pa.int64())})
+    path = vocabulary_counts.spill(table, "bpstore://tmp/tftransform_tmp")
+    assert path.startswith("bpstore://tmp/tftransform_tmp/") and path.endswith(".arrow")
+    assert [str(p.relative_to(bucket)) for p in bucket.rglob("*.arrow")] == [
+        path[len("bpstore://"):]]
+    assert vocabulary_counts.load(path).equals(table)
 
 
 def test_only_large_tables_are_spilled(tmp_path):
