@@ -415,6 +415,19 @@ def check_main(rows, workdir):
 
 # --------------------------------------------------------------------------- parent
 
+def in_fresh_process(fn, *args):
+    """Runs `fn(*args)` (a module-level function) in a spawned process, not forked, and
+    waits for it; raises if it fails. For work that grows memory, such as generating
+    test data, in a benchmark's parent: a child spawned from a process starts at that
+    process's RSS (its ru_maxrss too), so the parent must stay small."""
+    import multiprocessing
+    proc = multiprocessing.get_context("spawn").Process(target=fn, args=args)
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{fn.__name__}{args} exited with {proc.exitcode}")
+
+
 def _tree_rss_mb(root_pid):
     """Summed resident memory (MB) of `root_pid` and all its descendants, from /proc."""
     parents, rss = {}, {}

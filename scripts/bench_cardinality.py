@@ -208,8 +208,7 @@ def spawn(cmd):
     return wall, max(peak, usage.ru_maxrss / 1024), result, os.waitstatus_to_exitcode(status)
 
 
-CHILDREN = {"step": child_step, "table": child_table, "check": child_check,
-            "data": data_dir_for}
+CHILDREN = {"step": child_step, "table": child_table, "check": child_check}
 
 
 def main():
@@ -230,10 +229,7 @@ def main():
     cli = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
     me = [sys.executable, os.path.abspath(__file__)]
     for d in sizes:
-        # Generated in a child: a child spawned from this process starts at this process's
-        # RSS (its ru_maxrss too), so this one must stay small.
-        subprocess.run(me + ["--child", "data", "--distinct", str(d), "--workdir",
-                             args.workdir], check=True)
+        bench.in_fresh_process(data_dir_for, d, args.workdir)  # this process stays small
         data_dir = data_dir_for(d, args.workdir)
         out_dir = os.path.join(args.workdir, f"run_{d}")
         subprocess.run(["rm", "-rf", out_dir], check=True)

@@ -113,17 +113,10 @@ def main():
     parser.add_argument("--tokens", type=int, action="append",
                         help="max_tokens (repeatable); default 5000, 50000")
     parser.add_argument("--workdir", default="/tmp/bench18/sparse")
-    parser.add_argument("--data-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.tokens or [5_000, 50_000]
     os.makedirs(args.workdir, exist_ok=True)
-    if args.data_only:
-        data_dir_for(args.rows, args.workdir)
-        return 0
-    # Generated in a child: a child spawned from this process starts at this process's
-    # RSS (its ru_maxrss too), so this one must stay small.
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--data-only", "--rows",
-                    str(args.rows), "--workdir", args.workdir], check=True)
+    bench.in_fresh_process(data_dir_for, args.rows, args.workdir)  # this process stays small
     data_dir = data_dir_for(args.rows, args.workdir)
     cli = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
     results = {"cpu_count": os.cpu_count(), "rows": args.rows, "runs": {}}

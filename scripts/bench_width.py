@@ -273,8 +273,6 @@ CHILDREN = {"build_beam_pipeline": build_beam_pipeline, "build_tft": build_tft,
 
 def child_main(kind, n, rows, workdir):
     data_dir = data_dir_for(n, rows, workdir)
-    if kind == "data":
-        return
     out_dir = os.path.join(workdir, f"{kind}_{n}f_{rows}")
     subprocess.run(["rm", "-rf", out_dir], check=True)
     os.makedirs(out_dir)
@@ -329,7 +327,7 @@ def main():
     parser.add_argument("--workdir", default="/tmp/bench18/width")
     parser.add_argument("--timeout", type=float, default=None,
                         help="kill a child after this many seconds (reported as failed)")
-    parser.add_argument("--child", choices=list(CHILDREN) + ["data"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args.child, args.features[0], args.rows, args.workdir)
@@ -346,10 +344,9 @@ def main():
             json.dump(results, f, indent=1)
 
     for n in sorted(set(widths) | set(run_widths)):
-        # Outside any timed child, and in a child of its own: a child spawned from this
-        # process starts at this process's RSS (its ru_maxrss too), so this one must stay
-        # small (1,000-feature data made every later child's peak at least 1.58 GB).
-        subprocess.run(me("data", n, args.rows, args.workdir), check=True)
+        # Outside any timed child, and outside this process, which must stay small
+        # (1,000-feature data made every later child's peak at least 1.58 GB).
+        bench.in_fresh_process(data_dir_for, n, args.rows, args.workdir)
     for n in widths:
         for runner in ("beam_pipeline", "tft"):
             if runner not in only:
