@@ -13,8 +13,9 @@ predict and inspect run no pipeline, so an argument they do not know is an error
 --temp_location gs://... --setup_file ./setup.py`). Without `--runner`, the job runs on
 the local FnApiRunner.
 
-Exit codes: 0 done, 2 config or input error (before any pipeline starts), 3 too many
-rejected records (see `rejects`), 4 a refresh blocked by drift (see `drift`).
+Exit codes: 0 done, 2 config or input error (before any pipeline starts) or an output
+another run holds (see `output_lock`), 3 too many rejected records (see `rejects`), 4 a
+refresh blocked by drift (see `drift`), 5 no space left on the output's file system.
 """
 
 import argparse
@@ -28,6 +29,8 @@ import threading
 # (`--help` would wait for them), so each command imports what it needs when it runs.
 
 EXIT_CONFIG_ERROR = 2
+EXIT_NO_SPACE = 5
+_ENOSPC = 28
 
 # The start-up lines of TensorFlow's and XLA's C++ code (absl logging: oneDNN, cudart_stub,
 # cpu_feature_guard, "failed call to cuInit" on a machine without a GPU). They are written
@@ -58,6 +61,36 @@ def load_config(path):
     option checks: about 0.3 s; a local config imports no TensorFlow nor Beam)."""
     from beam_pipeline.config import load_config as load  # pylint: disable=import-outside-toplevel
     return load(path)
+
+
+def _no_space(error: BaseException) -> bool:
+    """Whether `error`, or one it was raised from, says a file system is full (Beam wraps
+    a worker's OSError in a RuntimeError that keeps only its text)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) == _ENOSPC or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _no_space_message(output_dir: str) -> str:
+    free = ""
+    try:
+        if "://" in output_dir:
+            raise ValueError("not a local path")
+        import shutil  # pylint: disable=import-outside-toplevel
+        where = os.path.abspath(output_dir)
+        while not os.path.exists(where):
+            where = os.path.dirname(where)
+        free = f" ({shutil.disk_usage(where).free:,} bytes free there now)"
+    except (OSError, ValueError):
+        pass
+    return (f"beam-pipeline: error: no space left on device while writing under {output_dir}"
+            f"{free}. Nothing was published: the previous output (and LATEST) is as it was, "
+            "and this run's partial files are removed (else the next run removes them). Free "
+            "space, or choose an output.dir on a larger file system, and run again.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,10 +180,9 @@ def _resolved(config, run):
     return dataclasses.replace(config, output=dataclasses.replace(config.output, dir=out))
 
 
-def _refresh(args, beam_args) -> int:
+def _refresh(args, config, beam_args) -> int:
     from beam_pipeline.refresh import drift, job as refresh  # pylint: disable=import-outside-toplevel
     from beam_pipeline.job import preprocess
-    config = load_config(args.config)
     if args.accept_drift is not None:
         outcome = refresh.accept_drift(config, args.accept_drift)
         breaches = outcome.drift_report and [c for c in outcome.drift_report["checks"]
@@ -236,6 +268,7 @@ def main(argv=None) -> int:
         except preprocess.UnknownPipelineOption as e:
             print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
             return EXIT_CONFIG_ERROR
+    output_dir = None
     try:
         if args.command == "train":
             return _train(args)
@@ -247,8 +280,11 @@ def main(argv=None) -> int:
             print(inspect_run.inspect(inspect_run.resolve(args.output, args.run), args.records))
             return 0
         if args.command == "refresh":
-            return _refresh(args, beam_args)
+            config = load_config(args.config)
+            output_dir = config.output.dir
+            return _refresh(args, config, beam_args)
         config = load_config(args.config)
+        output_dir = config.output.dir
         from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
         from beam_pipeline.outputs import summary
         result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite,
@@ -259,6 +295,14 @@ def main(argv=None) -> int:
     except _loaded("beam_pipeline.outputs.rejects", "TooManyRejected") as e:
         print(f"beam-pipeline: {e}", file=sys.stderr)
         return sys.modules["beam_pipeline.outputs.rejects"].EXIT_TOO_MANY_REJECTED
+    except _loaded("beam_pipeline.outputs.output_lock", "Held") as e:
+        print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except Exception as e:  # pylint: disable=broad-except
+        if output_dir is None or not _no_space(e):
+            raise
+        print(_no_space_message(output_dir), file=sys.stderr)
+        return EXIT_NO_SPACE
     print(summary.format_summary(result))
     return 0
 

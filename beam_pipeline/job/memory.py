@@ -13,6 +13,7 @@ import gc
 
 import apache_beam as beam
 
+from beam_pipeline import crash_points
 from beam_pipeline.features import tables
 
 
@@ -31,6 +32,7 @@ def release_freed_memory() -> None:
 def _release(element):
     tables.release_traced()
     release_freed_memory()
+    crash_points.reach("analysis_done")
     return element
 
 

@@ -21,7 +21,7 @@ from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 from beam_pipeline.outputs import layout, storage
 from beam_pipeline.job import memory, preprocessing, progress
 from beam_pipeline.config import Config
-from beam_pipeline import sources
+from beam_pipeline import crash_points, sources
 from beam_pipeline.sources.dead_letter import REJECTED
 from beam_pipeline.sources.label_classes import LabelClasses
 from beam_pipeline.sources.read import ReadSource
@@ -183,6 +183,7 @@ class AnalysisCache:
                 continue
             storage.delete_tree(target)  # a half copy from an interrupted commit
             storage.move_tree(staged, target)
+            crash_points.reach("cache_commit")
             storage.write_bytes(FileSystems.join(target, COMPLETE), b"")
 
 
@@ -288,7 +289,8 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str,
                      EncodeExamples(transformed_metadata.schema, split, class_label))
                  | f"Write{name}" >> WriteRecordBatches(
                      handles.data_prefixes[split], file_name_suffix=layout.DATA_SUFFIX,
-                     num_shards=config.output.num_shards))
+                     num_shards=config.output.num_shards,
+                     crash_point=f"shard_written_{split}"))
     return handles
 
 

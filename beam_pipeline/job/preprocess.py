@@ -16,7 +16,9 @@ from apache_beam.options.pipeline_options import (DirectOptions, GoogleCloudOpti
                                                   _BeamArgumentParser)
 from tensorflow_transform.tf_metadata import metadata_io
 
-from beam_pipeline.outputs import layout, rejects, report, storage, summary, transformed_schema
+from beam_pipeline import crash_points
+from beam_pipeline.outputs import (layout, output_lock, rejects, report, storage, summary,
+                                   transformed_schema)
 from beam_pipeline.job import pipeline, progress, schema
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.job.preprocessing import preprocessing_fn_for
@@ -199,38 +201,63 @@ def _wait(result, options: PipelineOptions, reporter) -> None:
 
 def run(config: Config, options: PipelineOptions, overwrite: bool = False,
         progress_interval: Optional[float] = None,
-        analysis_cache: Optional[pipeline.AnalysisCache] = None) -> Dict:
+        analysis_cache: Optional[pipeline.AnalysisCache] = None,
+        versioned_run: bool = False) -> Dict:
     """Runs the preprocessing job end to end and returns the run summary.
 
     Writes under `config.output.dir`: transformed TFRecords per split, the tf.Transform
     output, the raw schema, the train statistics and `run_summary.json`.
 
-    With `overwrite` over an output that has content, the whole run is written to a
-    sibling staging folder (`layout.staging_dir`) and replaces the old output only once it
-    is complete (`publish`): a run that fails, is killed or fails the rejected-records
-    gate leaves the old output as it was. After a gate failure the staging folder is kept
-    (its summary, report and `rejected/`; no `data/` or `transform_fn/`) and named in the
-    message, until the next `--overwrite` run removes it.
+    The run holds the output's lock (`output_lock`) from before it writes anything to its
+    end: a second run on the same output is refused with `output_lock.Held`. On the local
+    disk, and with `overwrite` over an output that has content, the whole run is written
+    to a sibling staging folder (`layout.staging_dir`) and put in the place of the output
+    only once it is complete (`publish`): a run that fails or is killed leaves the old
+    output (or no output) as it was, and the next run removes its staging folder. After a
+    rejected-records gate failure (no `data/` or `transform_fn/`), the failed run's
+    summary, report and `rejected/` are put in the output when it had no run before;
+    over an existing run they stay in the staging folder, named in the message, until the
+    next run removes it.
+
+    With `versioned_run`, `config.output.dir` is a refresh's run folder: the caller holds
+    the lock of the refresh root and marks the run complete itself (its manifest), so the
+    run is written in place.
     """
     started = time.time()
-    reads = preflight(config, overwrite)
-    out = config.output.dir
-    if not (overwrite and not storage.is_empty(out)):
+    if versioned_run:
+        reads = preflight(config, overwrite)
         return _run(config, options, progress_interval, analysis_cache, reads, started)
-    staging = layout.staging_dir(out, secrets.token_hex(4))
-    staged = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=staging))
-    try:
-        run_summary = _run(staged, options, progress_interval, analysis_cache, reads, started,
-                           published_as=out)
-    except rejects.TooManyRejected as e:
-        raise rejects.TooManyRejected(
-            f"{e}\nThe previous output in {out} is unchanged. This run's summary, report and "
-            f"rejected records are in {staging} (removed by the next --overwrite run).") from None
-    except Exception:
-        # A pipeline error: nothing in the partial run explains more than the traceback.
-        storage.delete_tree(staging)
-        raise
-    publish(staging, out)
+    reads = sources.plan(config)
+    preprocessing_fn_for(config)  # imports a user's preprocessing_fn, so a typo fails now
+    out = config.output.dir
+    with output_lock.OutputLock(out, "preprocess"):
+        clean_siblings(out)  # what killed runs left: no other run is writing now
+        had_run = check_output(out, overwrite)
+        from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
+        if not had_run and (not layout.is_local(out) or submit.template_location(options)):
+            # An object store cannot rename a folder, and a template's job runs later, on
+            # its own: a first run is written in place, its run summary last (readers need
+            # one that says "complete").
+            return _run(config, options, progress_interval, analysis_cache, reads, started)
+        staging = layout.staging_dir(out, secrets.token_hex(4))
+        staged = dataclasses.replace(config,
+                                     output=dataclasses.replace(config.output, dir=staging))
+        try:
+            run_summary = _run(staged, options, progress_interval, analysis_cache, reads,
+                               started, published_as=out, publish_failure=not had_run)
+        except rejects.TooManyRejected as e:
+            if not had_run:
+                publish(staging, out)  # nothing to protect: the account goes where it is read
+                raise rejects.TooManyRejected(str(e).replace(staging, out)) from None
+            raise rejects.TooManyRejected(
+                f"{e}\nThe previous output in {out} is unchanged. This run's summary, report "
+                f"and rejected records are in {staging} (removed by the next run).") from None
+        except BaseException:
+            # A pipeline error: nothing in the partial run explains more than the traceback.
+            storage.delete_tree(staging)
+            raise
+        crash_points.reach("staged")
+        publish(staging, out)
     logging.info("run summary written to %s", layout.run_summary_path(out))
     return run_summary
 
@@ -249,9 +276,11 @@ def _relocated(run_summary: Dict, staging: str, out: str) -> Dict:
 
 def _run(config: Config, options: PipelineOptions, progress_interval: Optional[float],
          analysis_cache: Optional[pipeline.AnalysisCache], reads: List[sources.Read],
-         started: float, published_as: Optional[str] = None) -> Dict:
+         started: float, published_as: Optional[str] = None,
+         publish_failure: bool = False) -> Dict:
     """The job, writing under `config.output.dir`; a complete run's summary and report
-    name `published_as` (where `publish` will put the run) as its output, if given."""
+    name `published_as` (where `publish` will put the run) as its output, if given, and
+    so does a gate failure's with `publish_failure`."""
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
     temp_dir = layout.temp_dir(out)
@@ -268,7 +297,7 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
                                   interval=progress_interval).start()
                 if counting else None)
     from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
-    result = submit.run(p, options, staged=published_as is not None,
+    result = submit.run(p, options, staged=published_as is not None and not publish_failure,
                         written=[layout.raw_metadata_dir(out), temp_dir], reporter=reporter)
     template = submit.template_location(options)
     if template:
@@ -293,6 +322,8 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
         run_summary["status"] = "failed: too many rejected records"
         for folder in layout.published_dirs(out):
             storage.delete_tree(folder)
+        if published_as is not None and publish_failure:
+            run_summary = _relocated(run_summary, out, published_as)
         raise
     finally:
         summary.write_summary(run_summary, layout.run_summary_path(out))

@@ -14,13 +14,14 @@ to `<prefix>-SSSSS-of-NNNNN<suffix>` once every bundle succeeded), and read by
 
 import struct
 import zlib
-from typing import List
+from typing import List, Optional
 
 import apache_beam as beam
 import google_crc32c
 from apache_beam.io import filebasedsink, iobase
 from apache_beam.io.filesystem import CompressionTypes
 
+from beam_pipeline import crash_points
 from beam_pipeline.outputs import layout
 
 # Level 1 compresses about 2.7x as fast as zlib's default (6) for files about 15% larger
@@ -85,10 +86,11 @@ class _RecordBatchSink(filebasedsink.FileBasedSink):
     """FileBasedSink whose elements are lists of records, gzipped at `level`."""
 
     def __init__(self, file_path_prefix: str, file_name_suffix: str, num_shards: int,
-                 level: int):
+                 level: int, crash_point: Optional[str] = None):
         super().__init__(file_path_prefix, coder=None, file_name_suffix=file_name_suffix,
                          num_shards=num_shards, compression_type=CompressionTypes.UNCOMPRESSED)
         self._level = level
+        self._crash_point = crash_point
 
     def open(self, temp_path):
         if tensorflow_can_write(temp_path):
@@ -97,6 +99,11 @@ class _RecordBatchSink(filebasedsink.FileBasedSink):
 
     def write_record(self, file_handle, value):
         file_handle.write_records(value)
+
+    def close(self, file_handle):
+        file_handle.close()
+        if self._crash_point:
+            crash_points.reach(self._crash_point)
 
 
 class WriteRecordBatches(beam.PTransform):
@@ -108,13 +115,16 @@ class WriteRecordBatches(beam.PTransform):
       num_shards: fixed file count, or 0 to let the runner choose (no shuffle).
       level: gzip level, 1 (fastest) to 9 (smallest).
 
+      crash_point: a `crash_points` name reached each time a shard file is closed.
+
     Returns (on expansion) the PCollection of written file names, as WriteToTFRecord does.
     """
 
     def __init__(self, file_path_prefix: str, file_name_suffix: str = "", num_shards: int = 0,
-                 level: int = DEFAULT_GZIP_LEVEL):
+                 level: int = DEFAULT_GZIP_LEVEL, crash_point: Optional[str] = None):
         super().__init__()
-        self._sink = _RecordBatchSink(file_path_prefix, file_name_suffix, num_shards, level)
+        self._sink = _RecordBatchSink(file_path_prefix, file_name_suffix, num_shards, level,
+                                      crash_point)
 
     def expand(self, batches):
         return batches | iobase.Write(self._sink)

@@ -23,6 +23,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
+from beam_pipeline import crash_points
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -203,6 +205,7 @@ def replace(staging: str, out: str, last: Callable[[str], bool] = lambda rel: Fa
         had_old = os.path.exists(base)
         if had_old:
             os.rename(base, aside)
+            crash_points.reach("overwrite_swap")
         try:
             os.rename(staging.rstrip("/"), base)
         except BaseException:

@@ -22,14 +22,14 @@ import os
 import sys
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import sources
+from beam_pipeline import crash_points, sources
 from beam_pipeline.refresh import drift, runs
-from beam_pipeline.outputs import layout, storage, summary
+from beam_pipeline.outputs import layout, output_lock, rejects, storage, summary
 from beam_pipeline.job import pipeline
 from beam_pipeline.outputs import report as html_report
 from beam_pipeline.config import Config, ConfigError, FOLDER_FORMATS
@@ -109,7 +109,7 @@ def run(config: Config, options, force: bool = False,
     Raises:
       rejects.TooManyRejected: the input is mostly bad; nothing is published.
     """
-    from beam_pipeline.job import preprocess, submit  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import submit  # pylint: disable=import-outside-toplevel
     if submit.template_location(options):
         # A template only stages the job: the drift gate, the manifest and the publish run
         # here after the job, so a templated refresh would publish a run with no data.
@@ -118,6 +118,13 @@ def run(config: Config, options, force: bool = False,
             "publish run in this command after the job; schedule `beam-pipeline refresh` "
             "itself, or template `beam-pipeline preprocess`")
     root = config.output.dir
+    with output_lock.OutputLock(root, "refresh"):
+        return _run_locked(config, options, force, progress_interval, root)
+
+
+def _run_locked(config: Config, options, force: bool, progress_interval: Optional[float],
+                root: str) -> Outcome:
+    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
     versions = runs.library_versions()
     with FileSystems.open(config.path) as f:
         config_bytes = f.read()
@@ -128,7 +135,13 @@ def run(config: Config, options, force: bool = False,
     if existing and existing == published and not force:
         logging.info("refresh: run %s already holds this config and input", existing)
         return Outcome(existing, "up_to_date")
-    run_id = runs.run_id(fingerprint, datetime.now(timezone.utc))
+    when = datetime.now(timezone.utc)
+    run_id = runs.run_id(fingerprint, when)
+    while storage.exists(runs.run_dir(root, run_id)):
+        # A run of the same config and input in the same second (--force, or the run a
+        # crash left): ids have a resolution of one second, so this one takes the next.
+        when += timedelta(seconds=1)
+        run_id = runs.run_id(fingerprint, when)
     for removed in runs.clean_debris(root, keep=[run_id]):
         logging.info("refresh: removed the unfinished run %s", removed)
     out = runs.run_dir(root, run_id)
@@ -145,8 +158,16 @@ def run(config: Config, options, force: bool = False,
     # Before the run adds its own; named without the content digest.
     cached_spans = [key.rsplit("-", 1)[0] for key in cache.cached] if cache else []
     started = time.time()
-    run_summary = preprocess.run(run_config, options, progress_interval=progress_interval,
-                                 analysis_cache=cache)
+    try:
+        run_summary = preprocess.run(run_config, options, progress_interval=progress_interval,
+                                     analysis_cache=cache, versioned_run=True)
+    except rejects.TooManyRejected:
+        raise  # the run folder keeps its summary and rejects until the next refresh
+    except BaseException:
+        # Not published, and nothing in it explains more than the error: e.g. after "no
+        # space left", what it wrote is freed now, not at the next refresh.
+        storage.delete_tree(out)
+        raise
     report = None
     if published:
         previous = runs.run_dir(root, published)
@@ -157,6 +178,7 @@ def run(config: Config, options, force: bool = False,
         # The run's report.html, written before the gate ran, again with the Drift section.
         html_report.write_report(run_summary, pipeline.read_statistics(
             layout.statistics_path(out)), out, drift_report=report, previous=published)
+    crash_points.reach("staged")
     status = "blocked" if report and report["breached"] else "published"
     runs.write_manifest(out, {
         "run_id": run_id, "fingerprint": fingerprint, "status": status,
@@ -168,8 +190,10 @@ def run(config: Config, options, force: bool = False,
         "statistics": run_summary["statistics"]["numeric"],
         "previous": published, "drift_breached": bool(report and report["breached"]),
         "seconds": round(time.time() - started, 2)})
+    crash_points.reach("refresh_manifest")
     if status == "published":
         runs.publish(root, run_id)
+        crash_points.reach("refresh_latest")
         for removed in runs.apply_retention(root, config.refresh.keep_last):
             logging.info("refresh: retention removed run %s", removed)
     return Outcome(run_id, status, run_summary, report)
@@ -186,7 +210,16 @@ def accept_drift(config: Config, run_id: str) -> Outcome:
 
     Raises:
       ConfigError: any of the above does not hold (the message says which).
+      output_lock.Held: a refresh is running on this output.
     """
+    if not runs.is_run_id(run_id):
+        raise ConfigError(f"--accept-drift: not a run id: {run_id!r} "
+                          "(expected YYYYMMDDTHHMMSSZ-xxxxxxxx)")
+    with output_lock.OutputLock(config.output.dir, "refresh --accept-drift"):
+        return _accept_drift_locked(config, run_id)
+
+
+def _accept_drift_locked(config: Config, run_id: str) -> Outcome:
     root = config.output.dir
     if not runs.is_run_id(run_id):
         raise ConfigError(f"--accept-drift: not a run id: {run_id!r} "

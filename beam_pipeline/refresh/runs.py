@@ -8,7 +8,8 @@ A run id is `YYYYMMDDTHHMMSSZ-<8 hex of the fingerprint>`, so ids sort by time. 
 (train, export, inspect) call `resolve`, which never returns a run without a manifest.
 Writers write a run's outputs, then `write_manifest`, then `publish`; a run killed at
 any point leaves LATEST and every complete run as they were, and `clean_debris` removes
-what it left. One writer per root at a time (the scheduler must not overlap refreshes).
+what it left. One writer per root at a time: `refresh` holds the root's lock
+(`outputs.output_lock`) while it writes.
 
 All file access goes through Beam's FileSystems, so ROOT may be gs://... On the local
 file system small files are replaced atomically (temp file, fsync, os.replace); on object
@@ -30,6 +31,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipeline import crash_points
 from beam_pipeline.outputs import layout, storage
 
 RUNS = "runs"
@@ -267,12 +269,14 @@ def resolve(root: str, run: Optional[str] = None) -> str:
 
 # ---- cleanup --------------------------------------------------------------------------
 
-def _delete_run(root: str, rid: str) -> None:
+def _delete_run(root: str, rid: str, crash_point: Optional[str] = None) -> None:
     folder = run_dir(root, rid)
     # The manifest goes first: a delete killed halfway leaves debris (which the next
     # clean_debris removes), never a "complete" run with files missing.
     storage.delete_files([manifest_path(folder)] if storage.file_exists(manifest_path(folder))
                          else [])
+    if crash_point:
+        crash_points.reach(crash_point)
     storage.delete_tree(folder)
 
 
@@ -311,5 +315,5 @@ def apply_retention(root: str, keep_last: int) -> List[str]:
         kept.add(published)
     removed = [rid for rid in complete if rid not in kept]
     for rid in removed:
-        _delete_run(root, rid)
+        _delete_run(root, rid, crash_point="refresh_retention")
     return removed
