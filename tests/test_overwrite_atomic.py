@@ -9,21 +9,15 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from beam_pipeline import cli
 from beam_pipeline.outputs import layout, rejects
 from beam_pipeline.job import preprocess
-from beam_pipeline.config import load_config
 from tests.conftest import make_config, write_config
 from tests.test_inspect import BAD_LINES
 
-EXE = os.path.join(os.path.dirname(sys.executable), "beam-pipeline")
 
 
 def _digests(folder):
@@ -83,35 +77,6 @@ def test_a_gate_failure_leaves_the_previous_output_unchanged(good_output, csv_di
     # The next --overwrite run removes the kept folder (here: refused before any run).
     assert preprocess.check_output(out, overwrite=True) is True
     assert _siblings(out) == [] and _digests(out) == digests
-
-
-def test_a_killed_overwrite_leaves_the_previous_output_and_the_next_one_cleans_up(
-        good_output, csv_dir):
-    root, out, digests = good_output
-    path = write_config(root / "config.yaml", make_config(csv_dir, out))
-    proc = subprocess.Popen([EXE, "preprocess", "--config", path, "--overwrite"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not _siblings(out) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        (staging,) = _siblings(out)
-        time.sleep(3)  # mid-pipeline: the run takes about 15 s
-        assert proc.poll() is None, "the run ended before it could be killed"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert os.path.isdir(staging)
-    assert not os.path.exists(layout.run_summary_path(staging))  # killed before its end
-    assert _digests(out) == digests
-
-    config = load_config(path)
-    summary = preprocess.run(config, preprocess.pipeline_options([]), overwrite=True)
-    assert summary["status"] == "complete"
-    assert _siblings(out) == []
-    assert set(_digests(out)) == set(digests)
 
 
 def test_a_complete_overwrite_replaces_the_output_completely(good_output, csv_dir,

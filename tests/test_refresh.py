@@ -8,10 +8,8 @@ the installed console script where the exit code or a kill matters, in-process o
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -236,33 +234,6 @@ def test_drift_blocks_the_publish_and_a_clean_span_is_published(tmp_path):
     assert _latest(tmp_path) not in (published, blocked_id)
 
 
-@pytest.mark.parametrize("kill_after", [4.0, 12.0])
-def test_a_killed_refresh_leaves_the_published_run_untouched(tmp_path, kill_after):
-    for i, name in enumerate(SPANS[:2]):
-        _span(tmp_path / "data", name, i)
-    path = _config(tmp_path)
-    assert _cli(path).returncode == 0
-    published = _latest(tmp_path)
-    digest = _tree_digest(tmp_path / "out" / "runs" / published)
-    _span(tmp_path / "data", SPANS[2], 2)
-    proc = subprocess.Popen([EXE, "refresh", "--config", path], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(kill_after)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert _latest(tmp_path) == published
-    assert _tree_digest(tmp_path / "out" / "runs" / published) == digest
-    from beam_pipeline.refresh import runs
-    assert runs.resolve(str(tmp_path / "out")) == str(tmp_path / "out" / "runs" / published)
-    proc = _cli(path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    new = _latest(tmp_path)
-    assert new != published
-    # The debris of the killed run is gone: every run folder is complete.
-    for run_id in os.listdir(tmp_path / "out" / "runs"):
-        assert os.path.exists(tmp_path / "out" / "runs" / run_id / "MANIFEST.json"), run_id
-
-
 def _run_tree_digest(folder):
     """`_tree_digest` without the manifest (accepting a run rewrites only that)."""
     digest = hashlib.sha256()
@@ -288,8 +259,7 @@ def test_identical_data_passes_the_gate_and_a_blocked_run_can_be_accepted(tmp_pa
     path = _config(tmp_path, features, drift={"defaults": {"row_count_change": 1.0}})
     assert _cli(path).returncode == 0
     first = _latest(tmp_path)
-    time.sleep(1)  # run ids have a resolution of one second
-    proc = _cli(path, "--force")
+    proc = _cli(path, "--force")  # in the same second or not: a new run id
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     second = _latest(tmp_path)
     assert second != first

@@ -1,12 +1,10 @@
 """beam_pipeline.refresh.runs: run ids, fingerprints, the manifest, the LATEST pointer, cleanup.
 
-Fast: no pipelines. The atomicity tests run writers in subprocesses (one read against
-while it publishes, one killed with SIGKILL mid-loop) and check what a reader sees.
+Fast: no pipelines. The atomicity test runs a writer in a subprocess and reads LATEST
+while it publishes. (Kills at each publish step: tests/test_crash_points_refresh.py.)
 """
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -225,15 +223,13 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
 
 
 _ALTERNATE = """
-    import sys, time
+    import os, sys
     from beam_pipeline.refresh import runs
     root, a, b, stop = sys.argv[1:]
     n = 0
-    while n < 200000:
+    while not os.path.exists(stop):
         runs.publish(root, (a, b)[n % 2])
         n += 1
-        if __import__("os").path.exists(stop):
-            break
     print(n)
 """
 
@@ -245,16 +241,12 @@ def test_latest_is_never_torn_while_publishing(tmp_path):
     stop = str(tmp_path / "stop")
     writer = _spawn(_ALTERNATE, root, a, b, stop)
     try:
-        # Wait until the writer has flipped the pointer at least once.
-        deadline = time.time() + 60
-        while runs.latest(root) == a and time.time() < deadline:
-            pass
-        # Read until both runs have been seen several times (bounded in time,
-        # not in reads: on a busy machine the writer may flip only rarely).
+        # Read until both runs have been seen many times, however long the writer takes
+        # to flip (a loaded machine): no timer decides anything, the writer runs until told.
         seen = {a: 0, b: 0}
         reads = 0
-        deadline = time.time() + 60
-        while (reads < 5000 or min(seen.values()) < 20) and time.time() < deadline:
+        while reads < 5000 or min(seen.values()) < 20:
+            assert writer.poll() is None, writer.stderr.read()
             got = runs.latest(root)
             assert got in (a, b), f"read {got!r}"
             seen[got] += 1
@@ -262,61 +254,7 @@ def test_latest_is_never_torn_while_publishing(tmp_path):
             assert runs.resolve(root) in (runs.run_dir(root, a), runs.run_dir(root, b))
     finally:
         open(stop, "w").close()
-        out, err = writer.communicate(timeout=60)
+        out, err = writer.communicate(timeout=600)
     assert writer.returncode == 0, err
-    assert int(out) > 2, "the writer barely ran while the reader read"
-    assert min(seen.values()) >= 20, seen  # the reads overlapped many flips
+    assert int(out) > 2
     assert not [n for n in os.listdir(root) if ".tmp-" in n]
-
-
-_REFRESH_LOOP = """
-    import os, sys
-    from datetime import datetime, timedelta, timezone
-    from beam_pipeline.refresh import runs
-    root, start = sys.argv[1], int(sys.argv[2])
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    for i in range(start, start + 100000):
-        fp = "%08x" % i + "0" * 56
-        rid = runs.run_id(fp, t0 + timedelta(seconds=i))
-        runs.clean_debris(root, keep=[rid])
-        folder = runs.run_dir(root, rid)
-        os.makedirs(os.path.join(folder, "data"))
-        for k in range(3):
-            with open(os.path.join(folder, "data", "part-%d" % k), "w") as f:
-                f.write("x" * 1000)
-        runs.write_manifest(folder, {"run_id": rid, "fingerprint": fp, "pad": "y" * 5000})
-        runs.publish(root, rid)
-        runs.apply_retention(root, 2)
-        if i == start:
-            print("started", flush=True)
-"""
-
-
-@pytest.mark.parametrize("delay", [0.05, 0.13, 0.29, 0.41, 0.77])
-def test_sigkill_mid_loop_leaves_latest_on_a_complete_run(tmp_path, delay):
-    root = str(tmp_path)
-    start = 0
-    for _ in range(3):  # kill the same root several times, each at some point of the loop
-        writer = _spawn(_REFRESH_LOOP, root, str(start))
-        assert writer.stdout.readline().strip() == "started", writer.stderr.read()
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-        assert writer.returncode == -signal.SIGKILL
-
-        published = runs.latest(root)
-        assert published is not None
-        assert published in runs.complete_runs(root)
-        manifest = runs.read_manifest(runs.run_dir(root, published))
-        assert manifest["run_id"] == published
-        data = os.path.join(runs.run_dir(root, published), "data")
-        assert sorted(os.listdir(data)) == ["part-0", "part-1", "part-2"]
-        assert runs.resolve(root) == runs.run_dir(root, published)
-        # Every complete run is whole (retention deletes the manifest first).
-        for rid in runs.complete_runs(root):
-            assert len(os.listdir(os.path.join(runs.run_dir(root, rid), "data"))) == 3
-            with open(runs.manifest_path(runs.run_dir(root, rid))) as f:
-                assert json.load(f)["run_id"] == rid
-        start = int(published.rsplit("-", 1)[1], 16) + 10000  # fresh ids for the next life
-    runs.clean_debris(root)
-    assert set(os.listdir(os.path.join(root, "runs"))) == set(runs.complete_runs(root))

@@ -172,12 +172,12 @@ class OutputLock:
 
 
 def _store(path: str):
-    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
     if path.startswith("gs://"):
         return _GcsLock(path)
-    if storage.is_local(path):
+    if "://" not in path:
         return _LocalLock(path)
-    return _FileSystemsLock(path)
+    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
+    return _LocalLock(path) if storage.is_local(path) else _FileSystemsLock(path)
 
 
 class _LocalLock:
