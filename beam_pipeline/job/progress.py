@@ -45,11 +45,17 @@ class CountRows(beam.DoFn):
         self._directory = directory
 
     def setup(self):
+        self._done = 0  # rows of this instance's finished bundles
         self._rows = 0
         self._written_at = 0.0
         # One file per DoFn instance: instances in several processes never share a file.
         self._path = (os.path.join(self._directory, f"{self._stage}-{os.getpid()}-{id(self)}")
                       if self._directory and layout.is_local(self._directory) else None)
+
+    def start_bundle(self):
+        # A bundle that failed (and is retried, maybe by this instance) never finished:
+        # its rows are counted again from the finished bundles' total, not on top.
+        self._rows = self._done
 
     def process(self, batch):
         if isinstance(batch, pa.RecordBatch):
@@ -61,6 +67,7 @@ class CountRows(beam.DoFn):
         yield batch
 
     def finish_bundle(self):
+        self._done = self._rows
         if self._path:
             self._write()
 
