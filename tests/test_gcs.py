@@ -205,3 +205,18 @@ def test_progress_counts_rows_with_a_gcs_output(gcs):
 
 def test_no_command_took_a_gcs_path_for_a_local_one(gcs):
     assert gcs["stray_local"] == []  # no ./gs:/... folder in the working directory
+
+
+def test_one_writer_per_gcs_output(gcs):
+    lock = gcs["lock"]
+    assert lock["object_while_held"]["command"] == "driver"
+    assert lock["second"]["token"] == lock["object_while_held"]["token"]  # refused
+    step = lock["preprocess_while_held"]
+    assert step["rc"] == 2, step["stderr"][-3000:]
+    assert "is held by another run" in step["stderr"]
+    assert f"pid {lock['object_while_held']['pid']}" in step["stderr"]
+    assert lock["unchanged_while_held"] and lock["released"]
+    assert lock["takers_removed"] == [True, False]  # one generation, one delete
+    assert lock["took_over"]["command"] == "killed"
+    assert lock["created_again"] is False  # held by the taker: create-if-absent refused
+    assert lock["released_after_takeover"]

@@ -143,6 +143,49 @@ def main(work, results_path):
     steps["inspect_refresh"] = _cli("inspect", root + "/out")
     results["stray_local"] = sorted(n for n in os.listdir(work) if n.startswith("gs:"))
     dump()
+    results["lock"] = _lock_checks(tf, inp)
+    dump()
+
+
+def _lock_checks(tf, inp):
+    """The output lock on gs://: a create-if-absent object (if_generation_match=0)."""
+    from beam_pipeline.outputs import output_lock
+    out = inp + "/out"
+    path = output_lock.lock_path(out)
+    found = {}
+    held = output_lock.OutputLock(out, "driver").acquire()
+    found["object_while_held"] = json.loads(_read(tf, path))
+    try:
+        output_lock.OutputLock(out, "second").acquire()
+        found["second"] = "won"
+    except output_lock.Held as e:
+        found["second"] = e.holder
+    before = _listing(out)
+    found["preprocess_while_held"] = _cli("preprocess", "--config", inp + "/config2.yaml",
+                                          "--overwrite")
+    found["unchanged_while_held"] = _listing(out) == before
+    held.release()
+    found["released"] = not tf.io.gfile.exists(path)
+    # A stale lock (this host, a pid that is gone): two takers read it; the generation
+    # precondition lets exactly one delete it.
+    stale = output_lock.holder_info("killed")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale["pid"] = dead.pid
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(stale))
+    first, second = output_lock._store(path), output_lock._store(path)
+    (_, gen_a), (_, gen_b) = first.read(), second.read()
+    found["takers_removed"] = [first.remove_if_unchanged(gen_a),
+                               second.remove_if_unchanged(gen_b)]
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(stale))
+    taker = output_lock.OutputLock(out, "taker").acquire()
+    found["took_over"] = taker.took_over
+    found["created_again"] = first.create(b"{}")
+    taker.release()
+    found["released_after_takeover"] = not tf.io.gfile.exists(path)
+    return found
 
 
 if __name__ == "__main__":
