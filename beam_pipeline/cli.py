@@ -207,12 +207,16 @@ def _predict(args) -> int:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if args.skip_bad_rows is not None:
         with tf.io.gfile.GFile(args.skip_bad_rows, "w") as f:
+            # GFile opens, and truncates, the file at its first write only: without this
+            # one, a run with no problem would leave the problems of an earlier run there.
+            f.write("")
             for problem in predictions.problems:
                 f.write(problem.as_json() + "\n")
     lines = (json.dumps(p) for p in predictions)  # keys sorted by name, see predict.predict
     written = 0
     if args.output:
         with tf.io.gfile.GFile(args.output, "w") as f:
+            f.write("")  # an old file is emptied even if no row is predicted (see above)
             for line in lines:
                 f.write(line + "\n")
                 written += 1

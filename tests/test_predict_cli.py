@@ -244,7 +244,7 @@ def test_skip_bad_rows_predicts_the_others_and_lists_their_problems(tmp_path, mo
                    "...})"}]
 
 
-def test_skip_bad_rows_in_a_csv_names_the_record_it_starts_on(
+def test_skip_bad_rows_in_a_csv_names_the_record_and_writes_an_empty_file_if_all_fit(
         tmp_path, models, capsys):
     rows = tmp_path / "rows.csv"
     # A quoted field spans lines 3 and 4; the bad record after it starts on line 5.
@@ -257,6 +257,16 @@ def test_skip_bad_rows_in_a_csv_names_the_record_it_starts_on(
     assert [json.loads(l) for l in bad.read_text().splitlines()] == [
         {"line": 5, "column": "n", "raw": "0.5,b,x",
          "reason": "'x' is not an integer (n is an int column)"}]
+    assert cli.main(["predict", "--model", models[0], "--input", models[2],
+                     "--skip-bad-rows", str(bad)]) == 0
+    assert "rows predicted: 2, rows skipped: 0;" in capsys.readouterr().err
+    assert bad.read_text() == ""  # not the problems of the run before
+    # No row fits: no prediction, and --output is emptied too.
+    rows.write_text("x,s,n\nxyz,a,2\n")
+    assert cli.main(["predict", "--model", models[0], "--input", str(rows), "--output",
+                     str(output), "--skip-bad-rows", str(bad)]) == 0
+    assert "rows predicted: 0, rows skipped: 1;" in capsys.readouterr().err
+    assert output.read_text() == "" and len(bad.read_text().splitlines()) == 1
 
 
 def test_a_bad_header_is_an_error_even_with_skip_bad_rows(tmp_path, models, capsys):
@@ -273,3 +283,11 @@ def test_csv_cells_are_read_with_the_patterns_preprocess_uses():
     for name in ("INT_PATTERN", "FLOAT_PATTERN", "NON_FINITE_PATTERN"):
         assert getattr(predict, name) == getattr(csv_values, name), name
 
+
+def test_output_is_emptied_when_no_row_is_predicted(tmp_path, models, capsys):
+    rows, output = tmp_path / "rows.csv", tmp_path / "out.jsonl"
+    rows.write_text("x,s\n")  # a header, no row
+    output.write_text('{"old": "prediction"}\n')
+    assert cli.main(["predict", "--model", models[0], "--input", str(rows), "--output",
+                     str(output)]) == 0
+    assert output.read_text() == ""  # GFile left an old file as it was without a write
