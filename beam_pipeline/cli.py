@@ -4,7 +4,7 @@
     beam-pipeline refresh --config CONFIG [--force]  (versioned run, gates, atomic publish)
     beam-pipeline refresh --config CONFIG --accept-drift RUN_ID  (publish a blocked run)
     beam-pipeline train --config CONFIG          (fits, evaluates, exports the serving model)
-    beam-pipeline predict --model DIR --input FILE [--output FILE]
+    beam-pipeline predict --model DIR --input FILE [--output FILE] [--skip-bad-rows FILE]
     beam-pipeline inspect OUTPUT [--records N]
 
 Every argument preprocess or refresh does not know is a Beam pipeline option and reaches
@@ -137,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="CSV with a header, or .jsonl")
     predict.add_argument("--output", help="write JSON lines here instead of printing")
     predict.add_argument("--limit", type=int, default=None, help="print at most N rows")
+    predict.add_argument("--skip-bad-rows", metavar="FILE", default=None,
+                         help="predict the rows that fit the model's columns and write the "
+                              "others' problems here as JSON lines (line, column, reason, "
+                              "raw); without it, such a row is an error (exit 2)")
     predict.add_argument("--log-level", default="WARNING")
     inspect = commands.add_parser(
         "inspect", help="summarize a finished run; with --records, raw rows next to their transform")
@@ -223,25 +227,42 @@ def _predict(args) -> int:
     import json  # pylint: disable=import-outside-toplevel
     from beam_pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     try:
-        predictions = predict.predict(args.model, args.input)
+        # Every row is read and checked here, before anything is printed or written.
+        predictions = predict.predict(args.model, args.input,
+                                      skip_bad_rows=args.skip_bad_rows is not None)
     except (predict.ModelError, predict.InputError) as e:
         print(f"beam-pipeline predict: error: {e}", file=sys.stderr)
+        if isinstance(e, predict.BadRows):
+            print("  (--skip-bad-rows FILE predicts the rows that fit and lists the others' "
+                  "problems in FILE)", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if args.skip_bad_rows is not None:
+        with tf.io.gfile.GFile(args.skip_bad_rows, "w") as f:
+            # GFile opens, and truncates, the file at its first write only: without this
+            # one, a run with no problem would leave the problems of an earlier run there.
+            f.write("")
+            for problem in predictions.problems:
+                f.write(problem.as_json() + "\n")
     lines = (json.dumps(p) for p in predictions)  # keys sorted by name, see predict.predict
-    try:
-        if args.output:
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
-            with tf.io.gfile.GFile(args.output, "w") as f:
-                for line in lines:
-                    f.write(line + "\n")
-        else:
-            for i, line in enumerate(lines):
-                if args.limit is not None and i >= args.limit:
-                    break
-                print(line)
-    except predict.InputError as e:  # a line of --input that is not JSON, found when read
-        print(f"beam-pipeline predict: error: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+    written = 0
+    if args.output:
+        with tf.io.gfile.GFile(args.output, "w") as f:
+            f.write("")  # an old file is emptied even if no row is predicted (see above)
+            for line in lines:
+                f.write(line + "\n")
+                written += 1
+    else:
+        for line in lines:
+            if args.limit is not None and written >= args.limit:
+                break
+            print(line)
+            written += 1
+    if args.skip_bad_rows is not None:
+        # On stderr: stdout may be the predictions themselves.
+        print(f"beam-pipeline predict: rows predicted: {written}, rows skipped: "
+              f"{predictions.skipped_rows}; {len(predictions.problems)} problems in "
+              f"{args.skip_bad_rows}", file=sys.stderr)
     return 0
 
 
