@@ -57,6 +57,9 @@ class MinMax(Feature):
             if not isinstance(getattr(self, option), bool):
                 raise ValueError(f"{option}: expected true or false")
 
+    def learns(self):
+        return ("min and max",) + super().learns()
+
     def transform(self, inputs):
         x, missing, outputs = self.numbers(inputs)
         if self.log1p:

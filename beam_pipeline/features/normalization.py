@@ -53,6 +53,9 @@ class Normalization(Feature):
             raise ValueError(f"column {self.column!r} needs a `length` to be normalized "
                              f"per position")
 
+    def learns(self):
+        return ("mean and variance",) + super().learns()
+
     def _scale(self, x, mean, var):
         std = tf.maximum(tf.sqrt(var), KERAS_EPSILON)
         return mean + x * std if self.invert else (x - mean) / std
