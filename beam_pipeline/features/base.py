@@ -99,6 +99,16 @@ class Feature:
         analyzers of the same kind run packed across features. The default registers
         nothing: the feature's analyzers run alone."""
 
+    def learns(self) -> Tuple[str, ...]:
+        """What this feature learns from its column's train-split values and the config
+        does not give ("vocabulary", "mean and variance", ...); empty when it learns
+        nothing. A run whose train split has no value of the column fails
+        (`job.learned.check`), as Keras's adapt() refuses an empty dataset. The base
+        reports the learned imputation; kinds that learn more add theirs."""
+        if self.imputes_from_data():
+            return (f"{self.impute or self.DEFAULT_IMPUTE} to impute missing cells",)
+        return ()
+
     def vocabulary_names(self) -> Tuple[str, ...]:
         """Names of the vocabulary files this feature writes (for the run summary)."""
         return ()

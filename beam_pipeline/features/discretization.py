@@ -61,6 +61,10 @@ class Discretization(Feature):
         if not isinstance(self.epsilon, (int, float)) or not 0 < self.epsilon < 1:
             raise ValueError(f"epsilon: expected a number in (0, 1), got {self.epsilon!r}")
 
+    def learns(self):
+        given = self.bin_boundaries is not None
+        return (() if given else ("bin boundaries",)) + super().learns()
+
     def boundaries(self, x: tf.Tensor, missing: tf.Tensor) -> tf.Tensor:
         """The `[1, buckets - 1]` boundaries, given or learned from the present values."""
         if self.bin_boundaries is not None:

@@ -184,6 +184,9 @@ class Image(Feature):
             raise ValueError("impute: an image column cannot be imputed; a missing image is "
                              "\"\" (encoded) or zeros (uint8)")
 
+    def learns(self):
+        return ("pixel mean and variance",) if self.normalize else ()
+
     @property
     def channels(self) -> int:
         return CHANNELS[self.color_mode]

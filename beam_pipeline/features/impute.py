@@ -7,7 +7,7 @@ to the largest value, the vocabulary order), `constant` (`fill_value`).
 
 from __future__ import annotations
 
-from beam_pipeline.features import lazy, vocabulary
+from beam_pipeline.features import lazy, moments, vocabulary
 
 tf = lazy.module("tensorflow")
 tft = lazy.module("tensorflow_transform")
@@ -47,7 +47,8 @@ def statistic(strategy: str, present: tf.Tensor, fill_value, name: str) -> tf.Te
     if strategy == "constant":
         return tf.constant(fill_value, present.dtype)
     if strategy == "mean":
-        return tft.mean(tf.cast(present, tf.float32), name=f"{name}_mean")
+        # Accumulated in float64, rounded once to the float32 fill (features/moments).
+        return moments.mean(tf.cast(present, tf.float32), name=f"{name}_mean")
     if strategy == "median":
         boundaries = tft.quantiles(tf.cast(present, tf.float32), num_buckets=2,
                                    epsilon=MEDIAN_EPSILON, name=f"{name}_median")

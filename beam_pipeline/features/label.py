@@ -41,5 +41,8 @@ class Label(Feature):
         vocab = vocabulary.learn(dense, self.name, top_k=None, min_frequency=None)
         return {self.name: vocabulary.apply(dense, vocab, self.name)}
 
+    def learns(self):
+        return ("classes",) if self.kind == "string_lookup" else ()
+
     def vocabulary_names(self):
         return (self.name,) if self.kind == "string_lookup" else ()

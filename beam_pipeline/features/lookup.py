@@ -142,6 +142,9 @@ class StringLookup(Feature):
             sparse=self.sparse)
         return extra
 
+    def learns(self):
+        return ("vocabulary",) + super().learns()
+
     def vocabulary_names(self):
         return (self.name,)
 

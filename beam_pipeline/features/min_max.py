@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from beam_pipeline.features import lazy
+from beam_pipeline.features import lazy, moments
 from beam_pipeline.features.base import Feature
 
 tf = lazy.module("tensorflow")
@@ -57,6 +57,9 @@ class MinMax(Feature):
             if not isinstance(getattr(self, option), bool):
                 raise ValueError(f"{option}: expected true or false")
 
+    def learns(self):
+        return ("min and max",) + super().learns()
+
     def transform(self, inputs):
         x, missing, outputs = self.numbers(inputs)
         if self.log1p:
@@ -65,7 +68,7 @@ class MinMax(Feature):
         low = tft.min(present, name=f"{self.name}_min")
         high = tft.max(present, name=f"{self.name}_max")
         if self.multivalent:  # a vector's gaps: the mean of every present position
-            x = tf.where(missing, tft.mean(present, name=f"{self.name}_gap_mean"), x)
+            x = tf.where(missing, moments.mean(present, name=f"{self.name}_gap_mean"), x)
         width = self.output_max - self.output_min
         constant = tf.less_equal(high, low)
         scale = tf.where(constant, 0.0, width / tf.where(constant, 1.0, high - low))

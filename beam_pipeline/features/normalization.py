@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from beam_pipeline.features import lazy, packing
+from beam_pipeline.features import lazy, moments, packing
 from beam_pipeline.features.base import Feature
 
 tf = lazy.module("tensorflow")
-tft = lazy.module("tensorflow_transform")
 
 # Keras divides by max(sqrt(var), epsilon) so a constant column does not divide by zero.
 KERAS_EPSILON = 1e-7
@@ -54,6 +53,9 @@ class Normalization(Feature):
             raise ValueError(f"column {self.column!r} needs a `length` to be normalized "
                              f"per position")
 
+    def learns(self):
+        return ("mean and variance",) + super().learns()
+
     def _scale(self, x, mean, var):
         std = tf.maximum(tf.sqrt(var), KERAS_EPSILON)
         return mean + x * std if self.invert else (x - mean) / std
@@ -73,13 +75,14 @@ class Normalization(Feature):
         dense, missing, outputs = self.scalar(inputs, present=packing.kept(self.name))
         x = tf.cast(dense, tf.float32)
         pack = packing.active()
-        moments = pack.moments(self.name) if pack is not None else None
-        if moments is not None:
-            mean, var = moments
+        packed = pack.moments(self.name) if pack is not None else None
+        if packed is not None:
+            mean, var = packed
         else:
+            # The float32 values the transform standardizes (as the packed plan's), in
+            # float64 from there on (features/moments).
             present = tf.boolean_mask(x, tf.logical_not(missing))
-            mean = tft.mean(present, name=f"{self.name}_mean")
-            var = tft.var(present, name=f"{self.name}_var")
+            mean, var = moments.mean_and_var(present, name=f"{self.name}_moments")
         if self.impute is None:  # the default, mean imputation, reuses the mean above
             x = tf.where(missing, mean, x)
         outputs[self.name] = self._scale(x, mean, var)
@@ -92,13 +95,12 @@ class Normalization(Feature):
         present = tf.logical_not(tf.math.is_nan(dense))
         if self.axis is None:
             values = tf.boolean_mask(dense, present)
-            mean = tft.mean(values, name=f"{self.name}_mean")
-            var = tft.var(values, name=f"{self.name}_var")
+            mean, var = moments.mean_and_var(values, name=f"{self.name}_moments")
         else:
             # One statistic per position: a sparse tensor leaves the gaps out of it.
             sparse = tf.SparseTensor(tf.where(present), tf.boolean_mask(dense, present),
                                      tf.shape(dense, out_type=tf.int64))
-            mean = tft.mean(sparse, reduce_instance_dims=False, name=f"{self.name}_mean")
-            var = tft.var(sparse, reduce_instance_dims=False, name=f"{self.name}_var")
+            mean, var = moments.mean_and_var(sparse, reduce_instance_dims=False,
+                                             name=f"{self.name}_moments")
         filled = tf.where(present, dense, mean + tf.zeros_like(dense))
         return self._scale(filled, mean, var)

@@ -10,8 +10,8 @@ passes Dataflow's request limit (tf.Transform issues #57, #180, #242). Here the 
 2. Analyze: each vocabulary analysis counts VOCABULARIES_PER_ANALYSIS registered
    vocabularies (`vocabulary_counts.vocabularies`, keyed by request), and one
    mean-and-variance combiner reduces every registered scalar as a column of one
-   `[batch, K]` sparse tensor (tft's elementwise `mean_and_var`: missing cells are left
-   out per column).
+   `[batch, K]` sparse tensor (tft's elementwise mean and variance, accumulated in
+   float64 by `features.moments`: missing cells are left out per column).
 
 Then each feature's `transform` runs as it always does, and `vocabulary.learn` and the
 normalization's statistics take the packed result when there is one for their name; a
@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from beam_pipeline.features import lazy
+from beam_pipeline.features import lazy, moments as moments_lib
 
 tf = lazy.module("tensorflow")
 tft_analyzers = lazy.module("tensorflow_transform.analyzers")
@@ -97,8 +97,9 @@ class Pack:
             sparse = tf.SparseTensor(tf.where(present), tf.boolean_mask(values, present),
                                      tf.shape(values, out_type=tf.int64))
             with tf.compat.v1.name_scope("packed_moments"):
-                mean, var = tft_analyzers._mean_and_var(  # pylint: disable=protected-access
-                    sparse, reduce_instance_dims=False)
+                # Float64 accumulation and merge, one rounding to float32 (features/moments):
+                # float32 here put a variance hundreds of ulps off on values near 1e6.
+                mean, var = moments_lib.mean_and_var(sparse, reduce_instance_dims=False)
                 # A column with no value at all: tft's elementwise merge divides 0 by 0
                 # where its scalar mean and variance are 0; keep the scalar's answer.
                 count = tft_analyzers.sum(tf.reduce_sum(tf.cast(present, tf.int64), axis=0,

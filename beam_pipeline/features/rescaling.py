@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from beam_pipeline.features import lazy
+from beam_pipeline.features import lazy, moments
 from beam_pipeline.features.base import Feature
 
 tf = lazy.module("tensorflow")
-tft = lazy.module("tensorflow_transform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Rescaling(Feature):
     def transform(self, inputs):
         x, missing, outputs = self.numbers(inputs)
         if self.multivalent:  # a vector's gaps: the mean of every present position
-            x = tf.where(missing, tft.mean(tf.boolean_mask(x, tf.logical_not(missing)),
-                                           name=f"{self.name}_gap_mean"), x)
+            x = tf.where(missing, moments.mean(tf.boolean_mask(x, tf.logical_not(missing)),
+                                               name=f"{self.name}_gap_mean"), x)
         outputs[self.name] = x * self.scale + self.offset
         return outputs

@@ -191,6 +191,9 @@ class TextVectorization(Feature):
         # Column 0 (OOV) gets the mean; columns past the vocabulary stay 0 as Keras pads.
         return tf.where(learned, idf, 0.0) + tf.one_hot(0, tf.shape(idf)[0]) * mean
 
+    def learns(self):
+        return ("vocabulary",) + super().learns()
+
     def vocabulary_names(self):
         return (self.name,)
 

@@ -19,7 +19,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio.tensor_adapter import TensorAdapterConfig
 
 from beam_pipeline.outputs import layout, storage
-from beam_pipeline.job import memory, preprocessing, progress
+from beam_pipeline.job import learned, memory, preprocessing, progress
 from beam_pipeline.config import Config
 from beam_pipeline import crash_points, sources
 from beam_pipeline.sources.dead_letter import REJECTED
@@ -80,7 +80,8 @@ def statistics_for(config: Config) -> TrainStatistics:
         categorical=sorted({f.column for f in lookups}),
         text={f.name: (f.column, f.standardize) for f in config.features
               if isinstance(f, features.TextVectorization)
-              and f.split == "whitespace" and not f.ngrams})
+              and f.split == "whitespace" and not f.ngrams},
+        present=learned.columns(config))
 
 
 @dataclasses.dataclass(frozen=True)

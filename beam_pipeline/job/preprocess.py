@@ -19,7 +19,7 @@ from tensorflow_transform.tf_metadata import metadata_io
 from beam_pipeline import crash_points
 from beam_pipeline.outputs import (layout, output_lock, rejects, report, storage, summary,
                                    transformed_schema)
-from beam_pipeline.job import pipeline, progress, schema
+from beam_pipeline.job import learned, pipeline, progress, schema
 from beam_pipeline.config import Config, ConfigError
 from beam_pipeline.job.preprocessing import preprocessing_fn_for
 from beam_pipeline import sources
@@ -252,6 +252,13 @@ def run(config: Config, options: PipelineOptions, overwrite: bool = False,
             raise rejects.TooManyRejected(
                 f"{e}\nThe previous output in {out} is unchanged. This run's summary, report "
                 f"and rejected records are in {staging} (removed by the next run).") from None
+        except learned.NothingToLearnFrom as e:
+            if not had_run:
+                publish(staging, out)  # its summary and report say what had no data
+                raise learned.NothingToLearnFrom(str(e).replace(staging, out)) from None
+            storage.delete_tree(staging)
+            raise learned.NothingToLearnFrom(
+                f"{e}\nThe previous output in {out} is unchanged.") from None
         except BaseException:
             # A pipeline error: nothing in the partial run explains more than the traceback.
             storage.delete_tree(staging)
@@ -313,13 +320,17 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
     run_summary = summary.build_summary(config, counters, statistics, time.time() - started)
     try:
         rejects.check(run_summary["rows"], config.max_rejected_fraction, out)
+        # After the rejects: a mostly rejected input explains an empty split better.
+        learned.check(config, statistics, out if published_as is None else None)
         run_summary["status"] = "complete"
         if published_as is not None:
             run_summary = _relocated(run_summary, out, published_as)
-    except rejects.TooManyRejected:
+    except (rejects.TooManyRejected, learned.NothingToLearnFrom) as e:
         # Keep what explains the failure (summary, report, rejected/), not what could be
-        # trained on by mistake.
-        run_summary["status"] = "failed: too many rejected records"
+        # trained on by mistake (a graph whose statistics were learned from nothing).
+        run_summary["status"] = ("failed: too many rejected records"
+                                 if isinstance(e, rejects.TooManyRejected) else
+                                 "failed: a statistic with no train data")
         for folder in layout.published_dirs(out):
             storage.delete_tree(folder)
         if published_as is not None and publish_failure:

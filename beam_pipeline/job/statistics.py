@@ -7,13 +7,16 @@ Computed in the same pass that feeds tf.Transform's analysis (no second read, no
 - every column a lookup reads: how many rows have a value (the vocabulary coverage's
   denominator);
 - every text column: tokens per row after the feature's own standardize and split
-  (the token-length distribution, and the total token count).
+  (the token-length distribution, and the total token count);
+- every column a feature learns from: how many rows hold a value (a non-empty string, a
+  number that is not NaN), and the split's row count: a statistic learned from no value
+  fails the run (`job.learned`).
 Accumulators are bounded (a few floats per column, a few thousand histogram buckets), so
 the combine lifts on any runner.
 """
 
 import math
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -76,6 +79,24 @@ def standardize_text(values: pa.Array, mode: str) -> pa.Array:
     return values
 
 
+def rows_with_a_value(column: pa.Array) -> int:
+    """Rows of a list column with at least one value a feature can learn from: not null,
+    not NaN (a number), not "" (a string: a missing image or text, an empty multivalent
+    cell, and tf.Transform's vocabulary files leave "" out)."""
+    values = pc.list_flatten(column)
+    if len(values) == 0:
+        return 0
+    usable = pc.is_valid(values)
+    if pa.types.is_floating(values.type):
+        usable = pc.and_(usable, pc.invert(pc.is_nan(values)))
+    elif pa.types.is_string(values.type) or pa.types.is_binary(values.type) or \
+            pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+        usable = pc.and_(usable, pc.greater(pc.binary_length(values), 0))
+    usable = pc.fill_null(usable, False).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(column).to_numpy(zero_copy_only=False)[usable]
+    return int(np.unique(rows).size)
+
+
 class TrainStatistics(beam.CombineFn):
     """Combines record batches into `{"numeric": ..., "categorical": ..., "text": ...}`.
 
@@ -83,13 +104,15 @@ class TrainStatistics(beam.CombineFn):
       numeric: columns to describe with moments and a histogram sketch.
       categorical: columns whose rows-with-a-value count a vocabulary coverage needs.
       text: `{feature: (column, standardize mode)}` for token-length distributions.
+      present: columns whose rows with a value are counted (those features learn from).
     """
 
     def __init__(self, numeric: List[str], categorical: List[str],
-                 text: Mapping[str, Tuple[str, str]]):
+                 text: Mapping[str, Tuple[str, str]], present: Sequence[str] = ()):
         self._numeric = list(numeric)
         self._categorical = list(categorical)
         self._text = dict(text)
+        self._present = list(present)
 
     def create_accumulator(self):
         return {
@@ -97,9 +120,15 @@ class TrainStatistics(beam.CombineFn):
             "categorical": {n: [0, 0] for n in self._categorical},
             # per text column: [tokens in all, {tokens per row (capped): rows}]
             "text": {n: [0, {}] for n in self._text},
+            "present": {n: 0 for n in self._present},
+            "rows": 0,
         }
 
     def add_input(self, accumulator, batch: pa.RecordBatch):
+        accumulator["rows"] += batch.num_rows
+        for name in accumulator["present"]:
+            accumulator["present"][name] += rows_with_a_value(
+                batch.column(batch.schema.get_field_index(name)))
         for name, (moments, sketch) in accumulator["numeric"].items():
             column = batch.column(batch.schema.get_field_index(name))
             lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
@@ -141,6 +170,9 @@ class TrainStatistics(beam.CombineFn):
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for accumulator in accumulators:
+            merged["rows"] += accumulator["rows"]
+            for name, count in accumulator["present"].items():
+                merged["present"][name] += count
             for name, (moments, sketch) in accumulator["numeric"].items():
                 m_moments, m_sketch = merged["numeric"][name]
                 for key, count in sketch.items():
@@ -176,4 +208,6 @@ class TrainStatistics(beam.CombineFn):
             "categorical": {n: {"present": c[0], "missing": c[1]}
                             for n, c in accumulator["categorical"].items()},
             "text": text,
+            "present": dict(accumulator["present"]),
+            "rows": accumulator["rows"],
         }

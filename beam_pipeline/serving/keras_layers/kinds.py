@@ -7,7 +7,7 @@ built-in layer expresses exactly raises `NotExpressible` naming the feature and 
 """
 
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import keras
@@ -103,20 +103,26 @@ def _indicator(feature, missing, out):
 # ---------------------------------------------------------------- numeric kinds
 
 
-def normalization(raw, feature, state, s):
-    x, missing = numbers(raw, feature, state, s)
+def normalization_moments(feature, state) -> Tuple[float, float]:
+    """The (mean, variance) a scalar normalization's transform uses: the float32 constants
+    of the graph (as Python floats, exactly), its own or its element of the packed ones."""
     caps = kind_captures(state, feature)[0]
     var = [c for c in caps if "Sqrt" in c.consumers]
     mean = [c for c in caps if "Sqrt" not in c.consumers]
     if len(var) == 1 and len(mean) == 1:
-        mean, var = float(mean[0].value), float(var[0].value)
-    else:  # packed with the other scalars' (features/packing.py)
-        mean = state.named_value(f"{feature.name}_packed_mean")
-        var = state.named_value(f"{feature.name}_packed_var")
-        if mean is None or var is None:
-            raise NotExpressible(feature, f"its mean and variance are not found in the graph "
-                                          f"({caps})")
-        mean, var = float(mean), float(var)
+        return float(mean[0].value), float(var[0].value)
+    # packed with the other scalars' (features/packing.py)
+    mean = state.named_value(f"{feature.name}_packed_mean")
+    var = state.named_value(f"{feature.name}_packed_var")
+    if mean is None or var is None:
+        raise NotExpressible(feature, f"its mean and variance are not found in the graph "
+                                      f"({caps})")
+    return float(mean), float(var)
+
+
+def normalization(raw, feature, state, s):
+    x, missing = numbers(raw, feature, state, s)
+    mean, var = normalization_moments(feature, state)
     if feature.impute is None:  # the mean imputation reuses the normalization mean
         x = s.float_fill(x, missing, mean)
     out = {feature.name: L.Normalization(axis=None, mean=mean, variance=var,
