@@ -1,10 +1,9 @@
 """`--overwrite` replaces the output only once the new run is complete: a run that fails the
-rejected-records gate or is killed leaves the previous output byte for byte, and a complete
-run leaves nothing of the old one."""
+rejected-records gate leaves the previous output byte for byte, and a complete run leaves
+nothing of the old one. (Kills at each point: tests/test_crash_points_preprocess.py.)"""
 
 import contextlib
 import glob
-import hashlib
 import io
 import json
 import os
@@ -16,24 +15,11 @@ from beam_pipeline import cli
 from beam_pipeline.outputs import layout, rejects
 from beam_pipeline.job import preprocess
 from tests.conftest import make_config, write_config
+from tests import crash_runs
 from tests.test_inspect import BAD_LINES
 
-
-
-def _digests(folder):
-    """sha256 of every file under `folder`, by relative path."""
-    digests = {}
-    for base, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return digests
-
-
-def _siblings(out):
-    return sorted(glob.glob(out + layout.STAGING_MARK + "*")
-                  + glob.glob(out + layout.REPLACED_MARK + "*"))
+_digests = crash_runs.digests
+_siblings = crash_runs.siblings
 
 
 @pytest.fixture
