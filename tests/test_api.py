@@ -353,3 +353,17 @@ def test_native_keras_layers_from_the_api_equal_the_transform_layer(messy_output
     for name, value in got.items():
         np.testing.assert_allclose(np.asarray(value), np.asarray(expected[name]), rtol=0,
                                    atol=1e-6, err_msg=name)
+
+
+def test_open_output_of_a_failed_run_says_why_by_folder_and_by_config(rejected_run):
+    from beam_pipeline.outputs import run_state  # pylint: disable=import-outside-toplevel
+    config, _ = rejected_run
+    out = config.output.dir
+    expected = (f"{out}: the last preprocess failed: too many rejected records (exit 3); "
+                f"see {out}/rejected/")
+    for path in (out, config.path):
+        with pytest.raises(run_state.NoGoodRun) as raised:
+            bp.open_output(path)
+        assert str(raised.value) == expected
+    with pytest.raises(ConfigError, match="no such output: /nonexistent/out"):
+        bp.open_output("/nonexistent/out")

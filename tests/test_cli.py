@@ -318,3 +318,34 @@ def test_train_predict_and_inspect_refuse_unknown_arguments(monkeypatch, capsys,
     err = capsys.readouterr().err
     assert f"beam-pipeline {argv[0]}: error: unknown " in err and f" {name}" in err, err
     assert (f"did you mean {hint}?" in err) if hint else "did you mean" not in err, err
+
+
+# predict --model on an output folder, or on the model of an output with no good run ---------
+
+def test_predict_on_an_output_folder_or_a_failed_runs_model_names_the_output(
+        rejected_run, pipeline_run, tmp_path, capsys):
+    config, _ = rejected_run
+    out = config.output.dir
+    failed = (f"{out}: the last preprocess failed: too many rejected records (exit 3); see "
+              f"{out}/rejected/")
+    rows = str(tmp_path / "rows.csv")
+    assert cli.main(["predict", "--model", out, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"beam-pipeline predict: error: --model {out} is a preprocess output, not a model, "
+        f"and {failed}")
+    model = os.path.join(out, "model", "serving")
+    assert cli.main(["predict", "--model", model, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"beam-pipeline predict: error: --model {model}: no model there, and {failed}")
+    good = pipeline_run[0].output.dir
+    assert cli.main(["predict", "--model", good, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"--model {good} is a preprocess output, not a model; predict takes its " \
+           "OUTPUT/model/serving" in err, err
+
+
+def test_predict_on_a_failed_output_imports_no_tensorflow(rejected_run):
+    config, _ = rejected_run
+    code = (f"from beam_pipeline import cli\nassert cli.main(['predict', '--model', "
+            f"{config.output.dir!r}, '--input', 'rows.csv']) == 2")
+    assert _modules_after(code) == []
