@@ -20,13 +20,14 @@ signatures of the built-in model's (`serving_default` on serialized raw tf.Examp
 
 import dataclasses
 import json
+import os
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from beam_pipeline.config import Config, ConfigError, load_config
+from beam_pipeline.config import Config, ConfigError, load_config, parse_config
 from beam_pipeline.outputs import layout, run_state, transformed_schema
 from beam_pipeline.serving import export as export_lib
 
@@ -82,12 +83,22 @@ def open_output(path: str, run: Optional[str] = None) -> "Output":
 
 
 def _config_of(out: str, summary: Dict) -> Config:
-    """The config the run in `out` (whose summary is `summary`) was made with."""
+    """The config the run in `out` (whose summary is `summary`) was made with: the file the
+    summary names, else the run's own copy of it (`layout.config_copy_path`), read with
+    relative paths taken from the original's folder as preprocess took them."""
     config_path = summary.get("config")
-    if not config_path or not tf.io.gfile.exists(config_path):
+    if config_path and tf.io.gfile.exists(config_path):
+        return load_config(config_path)
+    copy = layout.config_copy_path(out)
+    if not tf.io.gfile.exists(copy):
         raise ConfigError(f"{out}: the config this run was made with ({config_path}) is not "
-                          "there any more; open the output by its config instead")
-    return load_config(config_path)
+                          f"there any more, and the run has no copy of it ({copy}: runs "
+                          "before copies were kept); open the output by its config instead")
+    import yaml  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(copy) as f:
+        raw = yaml.safe_load(f.read())
+    base_dir = os.path.dirname(config_path) if config_path else os.path.dirname(copy)
+    return parse_config(raw, path=copy, base_dir=base_dir)
 
 
 class Output:

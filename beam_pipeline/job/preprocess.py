@@ -290,6 +290,11 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
     so does a gate failure's with `publish_failure`."""
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
+    # A copy of the config inside the run (staged runs move with it), so the output says
+    # how it was made even after the config file moves (see api.open_output).
+    config_text = storage.read_bytes(config.path) if config.path else None
+    if config_text is not None:
+        storage.write_bytes(layout.config_copy_path(out), config_text)
     temp_dir = layout.temp_dir(out)
     p = beam.Pipeline(options=options)
     if analysis_cache is not None:

@@ -161,8 +161,8 @@ def _folder_entries(path: str) -> str:
 
 
 def _artifacts(summary: Dict, out: str, failed: bool) -> List[str]:
-    """One line per artifact: the summary's, then the report, the rejected records, the
-    config copy and what `train` wrote (model/), each when it is there."""
+    """One line per artifact: the summary's (the config copy among them), then the report,
+    the rejected records and what `train` wrote (model/), each when it is there."""
     lines = []
     for name, path in summary.get("artifacts", {}).items():
         if isinstance(path, dict):
@@ -175,7 +175,6 @@ def _artifacts(summary: Dict, out: str, failed: bool) -> List[str]:
     extras = [("report", _join(out, "report.html"))]
     if summary.get("rows", {}).get("rejected"):
         extras.append(("rejected", rejected_pattern(out)))
-    extras.append(("config copy", run_state.config_copy_path(out)))
     for name, path in extras:
         if name == "rejected" or _exists(path):
             lines.append(f"    {name}: {path}")
