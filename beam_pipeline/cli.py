@@ -291,7 +291,9 @@ def main(argv=None) -> int:
         # Beam arguments there is nothing to check, and nothing heavy to import for it.)
         from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
         try:
-            preprocess.check_beam_args(beam_args)
+            own = [o for a in parser.commands[args.command]._actions  # pylint: disable=protected-access
+                   for o in a.option_strings if o.startswith("--") and o != "--help"]
+            preprocess.check_beam_args(beam_args, own)
         except preprocess.UnknownPipelineOption as e:
             print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
             return EXIT_CONFIG_ERROR

@@ -106,6 +106,9 @@ def _config_must_not_load(path):
     (["--run", "DataflowRunner"], "--run", "--runner"),
     (["--runner", "FnApiRunner", "--direct_num_worker", "2"], "--direct_num_worker",
      "--direct_num_workers"),
+    # The command's own options are among the names suggested.
+    (["--confg", "c.yaml"], "--confg", "--config"),
+    (["--log-levl", "debug"], "--log-levl", "--log-level"),
 ])
 def test_an_unknown_beam_option_fails_before_anything_runs(monkeypatch, capsys, command, typo,
                                                            name, suggestion):
@@ -114,6 +117,22 @@ def test_an_unknown_beam_option_fails_before_anything_runs(monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert code == cli.EXIT_CONFIG_ERROR, err
     assert f"unknown argument {name}:" in err and f"did you mean {suggestion}?" in err, err
+
+
+@pytest.mark.parametrize("command,typo,suggestion", [
+    ("preprocess", "--overwite", "--overwrite"),
+    ("refresh", "--forse", "--force"),
+    ("refresh", "--accept-drfit", "--accept-drift"),
+])
+def test_a_misspelt_option_of_the_command_gets_did_you_mean(monkeypatch, capsys, command,
+                                                            typo, suggestion):
+    monkeypatch.setattr(cli, "load_config", _config_must_not_load)
+    code = cli.main([command, "--config", "c.yaml", typo])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG_ERROR, err
+    assert err.strip() == (f"beam-pipeline {command}: error: unknown argument {typo}: neither "
+                           "an option of the command nor a Beam pipeline option; did you "
+                           f"mean {suggestion}?"), err
 
 
 def test_an_invalid_value_of_a_beam_option_fails_before_anything_runs(monkeypatch, capsys):

@@ -54,9 +54,12 @@ def _beam_parser() -> _StrictBeamParser:
     return parser
 
 
-def check_beam_args(beam_args) -> None:
+def check_beam_args(beam_args, command_options=()) -> None:
     """Raises `UnknownPipelineOption` (naming the argument and the closest known option)
-    for an argument no Beam options class knows, or a known option's invalid value."""
+    for an argument no Beam options class knows, or a known option's invalid value.
+
+    `command_options` are the command's own options (e.g. "--overwrite"): a misspelt one
+    reaches this check too, so the closest name is looked for among them as well."""
     parser = _beam_parser()
     _, unknown = parser.parse_known_args(list(beam_args))
     if not unknown:
@@ -68,7 +71,7 @@ def check_beam_args(beam_args) -> None:
                                     "nor a value of a Beam pipeline option")
     name = arg.split("=", 1)[0]
     known = sorted({o for action in parser._actions  # pylint: disable=protected-access
-                    for o in action.option_strings})
+                    for o in action.option_strings} | set(command_options))
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise UnknownPipelineOption(f"unknown argument {name}: neither an option of the command nor "
