@@ -20,15 +20,15 @@ signatures of the built-in model's (`serving_default` on serialized raw tf.Examp
 
 import dataclasses
 import json
+import os
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from beam_pipeline.config import Config, ConfigError, load_config
-from beam_pipeline.outputs import layout, transformed_schema
-from beam_pipeline.refresh import runs
+from beam_pipeline.config import Config, ConfigError, load_config, parse_config
+from beam_pipeline.outputs import layout, run_state, transformed_schema
 from beam_pipeline.serving import export as export_lib
 
 TASKS = ("binary", "multiclass", "regression")
@@ -70,35 +70,35 @@ def open_output(path: str, run: Optional[str] = None) -> "Output":
       An `Output`.
 
     Raises:
-      ConfigError: no finished run there, or its config cannot be read.
+      ConfigError: no good run there (`run_state.NoGoodRun`: no such folder, no run
+        summary, or its last preprocess failed), or its config cannot be read.
     """
     if path.endswith((".yaml", ".yml")):
         config = load_config(path)
+        out, _ = run_state.good_run(config.output.dir, run)
     else:
-        config = _config_of(path, run)
-    try:
-        out = runs.resolve(config.output.dir, run)
-    except ValueError as e:
-        raise ConfigError(f"output.dir: {e}") from None
+        out, summary = run_state.good_run(path, run)
+        config = _config_of(out, summary)
     return Output(dataclasses.replace(config, output=dataclasses.replace(config.output, dir=out)))
 
 
-def _config_of(root: str, run: Optional[str]) -> Config:
-    try:
-        out = runs.resolve(root, run)
-    except ValueError as e:
-        raise ConfigError(f"{root}: {e}") from None
-    summary_path = layout.run_summary_path(out)
-    if not tf.io.gfile.exists(summary_path):
-        raise ConfigError(f"{root}: no run_summary.json under {out}; is it a finished "
-                          "preprocess output?")
-    with tf.io.gfile.GFile(summary_path) as f:
-        config_path = json.load(f).get("config")
-    if not config_path or not tf.io.gfile.exists(config_path):
-        raise ConfigError(f"{root}: the config this run was made with ({config_path}) is not "
-                          "there any more; open the output by its config instead")
-    config = load_config(config_path)
-    return dataclasses.replace(config, output=dataclasses.replace(config.output, dir=root))
+def _config_of(out: str, summary: Dict) -> Config:
+    """The config the run in `out` (whose summary is `summary`) was made with: the file the
+    summary names, else the run's own copy of it (`layout.config_copy_path`), read with
+    relative paths taken from the original's folder as preprocess took them."""
+    config_path = summary.get("config")
+    if config_path and tf.io.gfile.exists(config_path):
+        return load_config(config_path)
+    copy = layout.config_copy_path(out)
+    if not tf.io.gfile.exists(copy):
+        raise ConfigError(f"{out}: the config this run was made with ({config_path}) is not "
+                          f"there any more, and the run has no copy of it ({copy}: runs "
+                          "before copies were kept); open the output by its config instead")
+    import yaml  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(copy) as f:
+        raw = yaml.safe_load(f.read())
+    base_dir = os.path.dirname(config_path) if config_path else os.path.dirname(copy)
+    return parse_config(raw, path=copy, base_dir=base_dir)
 
 
 class Output:
@@ -115,6 +115,7 @@ class Output:
     def __init__(self, config: Config):
         self.config = config
         self.path = config.output.dir
+        run_state.check(self.path)  # a failed run keeps no data nor graph to read
         self.label = config.label.name if config.label else None
         self.tft_output = tft.TFTransformOutput(self.path)
         # What the TFRecords hold (a sparse feature as indices and values), and what

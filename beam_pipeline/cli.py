@@ -173,14 +173,12 @@ def _unknown_argument(parser, command: str, extra) -> str:
 
 
 def _resolved(config, run):
-    """The config pointed at the run to read: the latest published one, or `run`."""
+    """The config pointed at the run to read: the latest published one, or `run`; a
+    `run_state.NoGoodRun` (exit 2) when that is not a complete run. Local outputs are
+    checked without importing TensorFlow or Beam."""
     import dataclasses  # pylint: disable=import-outside-toplevel
-    from beam_pipeline.refresh import runs  # pylint: disable=import-outside-toplevel
-    from beam_pipeline.config import ConfigError  # pylint: disable=import-outside-toplevel
-    try:
-        out = runs.resolve(config.output.dir, run)
-    except ValueError as e:
-        raise ConfigError(f"output.dir: {e}") from None
+    from beam_pipeline.outputs import run_state  # pylint: disable=import-outside-toplevel
+    out, _ = run_state.good_run(config.output.dir, run)
     return dataclasses.replace(config, output=dataclasses.replace(config.output, dir=out))
 
 
@@ -213,8 +211,9 @@ def _refresh(args, config, beam_args) -> int:
 
 
 def _train(args) -> int:
-    from beam_pipeline.serving import train  # pylint: disable=import-outside-toplevel
+    # The run is checked before the (seconds long) import of TensorFlow and Keras.
     config = _resolved(load_config(args.config), args.run)
+    from beam_pipeline.serving import train  # pylint: disable=import-outside-toplevel
     _, metrics = train.train(config)
     print(f"beam_pipeline train: {metrics['task']}, {metrics['epochs_run']} epochs; eval "
           + ", ".join(f"{k} {v:.4f}" for k, v in metrics["eval"].items())
@@ -225,6 +224,13 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     import json  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.outputs import run_state  # pylint: disable=import-outside-toplevel
+    # An output folder given as --model (or its model/serving with no good run behind
+    # it) is said so before TensorFlow is imported to load it.
+    problem = run_state.model_folder_problem(args.model)
+    if problem is not None:
+        print(f"beam-pipeline predict: error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     from beam_pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     try:
         # Every row is read and checked here, before anything is printed or written.
@@ -285,7 +291,9 @@ def main(argv=None) -> int:
         # Beam arguments there is nothing to check, and nothing heavy to import for it.)
         from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
         try:
-            preprocess.check_beam_args(beam_args)
+            own = [o for a in parser.commands[args.command]._actions  # pylint: disable=protected-access
+                   for o in a.option_strings if o.startswith("--") and o != "--help"]
+            preprocess.check_beam_args(beam_args, own)
         except preprocess.UnknownPipelineOption as e:
             print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
             return EXIT_CONFIG_ERROR
@@ -297,8 +305,14 @@ def main(argv=None) -> int:
             return _predict(args)
         if args.command == "inspect":
             # A local output's account imports no TensorFlow nor Beam (see inspect_run).
-            from beam_pipeline.outputs import inspect_run  # pylint: disable=import-outside-toplevel
-            print(inspect_run.inspect(inspect_run.resolve(args.output, args.run), args.records))
+            from beam_pipeline.outputs import inspect_run, run_state  # pylint: disable=import-outside-toplevel
+            out = inspect_run.resolve(args.output, args.run)
+            print(inspect_run.inspect(out, args.records))
+            # A failed run's account is shown (it says why), but is no run to read: exit 2.
+            problem = run_state.failure(out, inspect_run.load_summary(out))
+            if problem is not None:
+                print(f"beam-pipeline inspect: error: {problem}", file=sys.stderr)
+                return EXIT_CONFIG_ERROR
             return 0
         if args.command == "refresh":
             config = load_config(args.config)
@@ -310,6 +324,9 @@ def main(argv=None) -> int:
         from beam_pipeline.outputs import summary
         result = preprocess.run(config, preprocess.pipeline_options(beam_args), args.overwrite,
                                 args.progress_interval)
+    except _loaded("beam_pipeline.outputs.run_state", "NoGoodRun") as e:
+        print(f"beam-pipeline {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     except _loaded("beam_pipeline.config", "ConfigError") as e:
         print(f"beam-pipeline: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -184,3 +184,27 @@ def messy_resharded_cli_run(messy_data, tmp_path_factory):
     proc = subprocess.run([exe, "preprocess", "--config", path], capture_output=True,
                           text=True, timeout=600)
     return proc, out, data
+
+
+@pytest.fixture(scope="session")
+def rejected_run(csv_dir, tmp_path_factory):
+    """A first run stopped by the rejected-records gate (exit 3): 20 good rows of the
+    conftest data and test_inspect's BAD_LINES, 6 rejects in 26 records, over the default
+    limit of 1%. Returns (config, the gate's message); the output holds the failed run's
+    summary, report and rejected/ only."""
+    from beam_pipeline.job import preprocess
+    from beam_pipeline.config import load_config
+    from beam_pipeline.outputs import rejects
+    from tests.test_inspect import BAD_LINES
+    root = tmp_path_factory.mktemp("rejected_run")
+    data = root / "csv"
+    data.mkdir()
+    with open(os.path.join(csv_dir, "part-00000-of-00003.csv"), "rb") as f:
+        lines = f.readlines()[:21]  # the header and 20 rows
+    (data / "part-00000.csv").write_bytes(b"".join(lines) + b"".join(
+        line + b"\n" for line, _ in BAD_LINES))
+    config = load_config(write_config(root / "config.yaml",
+                                      make_config(str(data), str(root / "out"))))
+    with pytest.raises(rejects.TooManyRejected) as raised:
+        preprocess.run(config, preprocess.pipeline_options([]))
+    return config, str(raised.value)

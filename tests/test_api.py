@@ -353,3 +353,55 @@ def test_native_keras_layers_from_the_api_equal_the_transform_layer(messy_output
     for name, value in got.items():
         np.testing.assert_allclose(np.asarray(value), np.asarray(expected[name]), rtol=0,
                                    atol=1e-6, err_msg=name)
+
+
+def test_open_output_of_a_failed_run_says_why_by_folder_and_by_config(rejected_run):
+    from beam_pipeline.outputs import run_state  # pylint: disable=import-outside-toplevel
+    config, _ = rejected_run
+    out = config.output.dir
+    expected = (f"{out}: the last preprocess failed: too many rejected records (exit 3); "
+                f"see {out}/rejected/")
+    for path in (out, config.path):
+        with pytest.raises(run_state.NoGoodRun) as raised:
+            bp.open_output(path)
+        assert str(raised.value) == expected
+    with pytest.raises(ConfigError, match="no such output: /nonexistent/out"):
+        bp.open_output("/nonexistent/out")
+
+
+# A run is self-describing: its config by absolute path, and a copy of it in the output -------
+
+def test_a_run_summary_names_a_local_config_by_its_absolute_path(tmp_path, monkeypatch):
+    from beam_pipeline.outputs import summary  # pylint: disable=import-outside-toplevel
+    monkeypatch.chdir(tmp_path)
+    assert summary.config_record("conf/config.yaml") == str(tmp_path / "conf" / "config.yaml")
+    assert summary.config_record("gs://b/config.yaml") == "gs://b/config.yaml"
+
+
+def test_open_output_works_from_any_folder_and_after_the_config_moved(pipeline_run, tmp_path,
+                                                                       monkeypatch):
+    import shutil  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.outputs import layout, run_state  # pylint: disable=import-outside-toplevel
+    config, _ = pipeline_run
+    out = config.output.dir
+    copy = layout.config_copy_path(out)
+    assert copy == run_state.config_copy_path(out) == os.path.join(out, "metadata",
+                                                                   "config.yaml")
+    with open(copy, "rb") as f, open(config.path, "rb") as g:
+        assert f.read() == g.read()
+    monkeypatch.chdir(tmp_path)
+    assert sorted(bp.open_output(out).features) == sorted(bp.open_output(config.path).features)
+    # The output moved, and the config it names is gone: the run's copy is read.
+    moved = str(tmp_path / "moved_out")
+    shutil.copytree(out, moved)
+    with open(layout.run_summary_path(moved)) as f:
+        summary = json.load(f)
+    summary["config"] = str(tmp_path / "gone" / "config.yaml")
+    with open(layout.run_summary_path(moved), "w") as f:
+        json.dump(summary, f)
+    opened = bp.open_output(moved)
+    assert opened.path == moved and opened.config.path == layout.config_copy_path(moved)
+    assert sorted(opened.features) == sorted(bp.open_output(out).features)
+    os.remove(layout.config_copy_path(moved))
+    with pytest.raises(ConfigError, match="is not there any more, and the run has no copy"):
+        bp.open_output(moved)

@@ -106,6 +106,9 @@ def _config_must_not_load(path):
     (["--run", "DataflowRunner"], "--run", "--runner"),
     (["--runner", "FnApiRunner", "--direct_num_worker", "2"], "--direct_num_worker",
      "--direct_num_workers"),
+    # The command's own options are among the names suggested.
+    (["--confg", "c.yaml"], "--confg", "--config"),
+    (["--log-levl", "debug"], "--log-levl", "--log-level"),
 ])
 def test_an_unknown_beam_option_fails_before_anything_runs(monkeypatch, capsys, command, typo,
                                                            name, suggestion):
@@ -114,6 +117,22 @@ def test_an_unknown_beam_option_fails_before_anything_runs(monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert code == cli.EXIT_CONFIG_ERROR, err
     assert f"unknown argument {name}:" in err and f"did you mean {suggestion}?" in err, err
+
+
+@pytest.mark.parametrize("command,typo,suggestion", [
+    ("preprocess", "--overwite", "--overwrite"),
+    ("refresh", "--forse", "--force"),
+    ("refresh", "--accept-drfit", "--accept-drift"),
+])
+def test_a_misspelt_option_of_the_command_gets_did_you_mean(monkeypatch, capsys, command,
+                                                            typo, suggestion):
+    monkeypatch.setattr(cli, "load_config", _config_must_not_load)
+    code = cli.main([command, "--config", "c.yaml", typo])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG_ERROR, err
+    assert err.strip() == (f"beam-pipeline {command}: error: unknown argument {typo}: neither "
+                           "an option of the command nor a Beam pipeline option; did you "
+                           f"mean {suggestion}?"), err
 
 
 def test_an_invalid_value_of_a_beam_option_fails_before_anything_runs(monkeypatch, capsys):
@@ -318,3 +337,34 @@ def test_train_predict_and_inspect_refuse_unknown_arguments(monkeypatch, capsys,
     err = capsys.readouterr().err
     assert f"beam-pipeline {argv[0]}: error: unknown " in err and f" {name}" in err, err
     assert (f"did you mean {hint}?" in err) if hint else "did you mean" not in err, err
+
+
+# predict --model on an output folder, or on the model of an output with no good run ---------
+
+def test_predict_on_an_output_folder_or_a_failed_runs_model_names_the_output(
+        rejected_run, pipeline_run, tmp_path, capsys):
+    config, _ = rejected_run
+    out = config.output.dir
+    failed = (f"{out}: the last preprocess failed: too many rejected records (exit 3); see "
+              f"{out}/rejected/")
+    rows = str(tmp_path / "rows.csv")
+    assert cli.main(["predict", "--model", out, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"beam-pipeline predict: error: --model {out} is a preprocess output, not a model, "
+        f"and {failed}")
+    model = os.path.join(out, "model", "serving")
+    assert cli.main(["predict", "--model", model, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"beam-pipeline predict: error: --model {model}: no model there, and {failed}")
+    good = pipeline_run[0].output.dir
+    assert cli.main(["predict", "--model", good, "--input", rows]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"--model {good} is a preprocess output, not a model; predict takes its " \
+           "OUTPUT/model/serving" in err, err
+
+
+def test_predict_on_a_failed_output_imports_no_tensorflow(rejected_run):
+    config, _ = rejected_run
+    code = (f"from beam_pipeline import cli\nassert cli.main(['predict', '--model', "
+            f"{config.output.dir!r}, '--input', 'rows.csv']) == 2")
+    assert _modules_after(code) == []

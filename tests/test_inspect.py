@@ -162,3 +162,78 @@ def test_inspect_of_a_runs_root_still_resolves_through_runs(tmp_path, capsys):
     assert "holds runs but none is published" in err, err
     assert cli.main(["inspect", str(tmp_path), "--run", "nope"]) == cli.EXIT_CONFIG_ERROR
     assert "not a run id: 'nope'" in capsys.readouterr().err
+
+
+# A run that failed, and folders with no run ------------------------------------------------
+
+def test_inspect_of_a_gate_failure_shows_its_status_first_and_no_row_as_written(
+        rejected_run, capsys):
+    """The failed run's account leads with why it failed, counts no row as written (its
+    data was deleted), and exits 2: it is no run to read."""
+    config, _ = rejected_run
+    out = config.output.dir
+    assert cli.main(["inspect", out]) == cli.EXIT_CONFIG_ERROR
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == ("FAILED: the last preprocess failed: too many rejected records "
+                        f"(exit 3); see {os.path.join(out, 'rejected')}/"), lines[0]
+    (rows,) = [l for l in lines if l.startswith("  rows read ")]
+    assert rows.startswith("  rows read 26; written nothing (a failed run keeps no data; "
+                           "split "), rows
+    assert "written eval" not in captured.out and "written train" not in captured.out
+    assert f"    report: {os.path.join(out, 'report.html')}" in lines
+    assert any(l.startswith("    transform_fn: ") and l.endswith("(not written)")
+               for l in lines), captured.out
+    assert captured.err.strip() == (
+        f"beam-pipeline inspect: error: {out}: the last preprocess failed: too many "
+        f"rejected records (exit 3); see {os.path.join(out, 'rejected')}/")
+
+
+def test_inspect_of_a_missing_folder_says_no_such_output(tmp_path, capsys):
+    missing = str(tmp_path / "no_such_out")
+    assert cli.main(["inspect", missing]) == cli.EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"beam-pipeline inspect: error: no such output: {missing}; "), err
+    assert "config error" not in err
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert cli.main(["inspect", str(tmp_path)]) == cli.EXIT_CONFIG_ERROR
+    assert (f"{tmp_path}: no run here (no run_summary.json; it holds notes.txt); run "
+            "preprocess first") in capsys.readouterr().err
+    (tmp_path / "notes.txt").unlink()
+    assert cli.main(["inspect", str(tmp_path)]) == cli.EXIT_CONFIG_ERROR
+    assert (f"{tmp_path}: no run here (no run_summary.json; the folder is empty); run "
+            "preprocess first") in capsys.readouterr().err
+
+
+def test_inspect_lists_the_report_and_the_model_when_present(pipeline_run, tmp_path, capsys):
+    config, _ = pipeline_run
+    out = tmp_path / "out"
+    (out / "model" / "serving").mkdir(parents=True)
+    (out / "model" / "metrics.json").write_text("{}")
+    shutil.copy(layout.run_summary_path(config.output.dir), out)
+    shutil.copy(layout.report_path(config.output.dir), out)
+    assert cli.main(["inspect", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"    report: {out / 'report.html'}" in lines, lines
+    assert f"    model: {out / 'model'}/ (metrics.json, serving/)" in lines, lines
+    assert "  status: complete" in lines
+
+
+def test_inspect_of_a_failed_run_imports_no_tensorflow_nor_beam(rejected_run):
+    from tests.test_cli import _modules_after  # pylint: disable=import-outside-toplevel
+    config, _ = rejected_run
+    code = (f"from beam_pipeline import cli\nassert cli.main(['inspect', "
+            f"{config.output.dir!r}]) == 2")
+    assert _modules_after(code) == []
+
+
+def test_a_statistic_with_no_train_data_and_an_unknown_status_are_failures(tmp_path):
+    from beam_pipeline.outputs import run_state  # pylint: disable=import-outside-toplevel
+    out = str(tmp_path)
+    assert run_state.failure(out, {"status": "complete"}) is None
+    assert run_state.failure(out, {}) is None  # a summary from before statuses
+    assert run_state.failure(out, {"status": "failed: a statistic with no train data"}) == (
+        f"{out}: the last preprocess failed: a statistic with no train data (exit 2); see "
+        f"{out}/report.html")
+    assert run_state.failure(out, {"status": "odd"}) == (
+        f"{out}: the last preprocess did not complete (status 'odd'); run preprocess again")

@@ -319,3 +319,41 @@ def test_predict_cli_on_the_export_prints_sorted_keys_the_same_every_call(traine
     assert outputs[0] == outputs[1]
     lines = [json.loads(l) for l in outputs[0].splitlines()]
     assert len(lines) == 5 and all(list(l) == ["class_id", "probability"] for l in lines)
+
+
+# Train on an output with no good run: exit 2 at once, naming the folder ------------------
+
+def _train_cli(config_path):
+    """`cli.main(train)` in a fresh interpreter; returns (code, stderr, heavy modules)."""
+    from tests.test_cli import HEAVY, _quiet_env  # pylint: disable=import-outside-toplevel
+    code = (f"import sys\nfrom beam_pipeline import cli\ncode = cli.main(['train', '--config', "
+            f"{config_path!r}])\nprint('\\n' + str(code) + ' ' + ' '.join(m for m in {HEAVY!r} "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_quiet_env(), timeout=300)
+    exit_code, *heavy = proc.stdout.splitlines()[-1].split()
+    return int(exit_code), proc.stderr, heavy
+
+
+def test_train_on_a_gate_failure_exits_2_before_importing_tensorflow(rejected_run):
+    config, _ = rejected_run
+    code, err, heavy = _train_cli(config.path)
+    out = config.output.dir
+    assert (code, heavy) == (2, []), err
+    assert err.strip() == (f"beam-pipeline train: error: {out}: the last preprocess failed: "
+                           f"too many rejected records (exit 3); see {out}/rejected/"), err
+
+
+def test_train_on_no_run_or_a_wrong_output_dir_exits_2(csv_dir, tmp_path):
+    from tests.conftest import make_config, write_config  # pylint: disable=import-outside-toplevel
+    missing = str(tmp_path / "never_run")
+    path = write_config(tmp_path / "config.yaml", make_config(csv_dir, missing))
+    code, err, heavy = _train_cli(path)
+    assert (code, heavy) == (2, []), err
+    assert f"beam-pipeline train: error: no such output: {missing}; run preprocess first" \
+        in err and "Traceback" not in err, err
+    os.makedirs(os.path.join(missing, "data"))
+    code, err, heavy = _train_cli(path)
+    assert (code, heavy) == (2, []), err
+    assert (f"beam-pipeline train: error: {missing}: no run here (no run_summary.json; it "
+            "holds data/); run preprocess first") in err, err

@@ -54,9 +54,12 @@ def _beam_parser() -> _StrictBeamParser:
     return parser
 
 
-def check_beam_args(beam_args) -> None:
+def check_beam_args(beam_args, command_options=()) -> None:
     """Raises `UnknownPipelineOption` (naming the argument and the closest known option)
-    for an argument no Beam options class knows, or a known option's invalid value."""
+    for an argument no Beam options class knows, or a known option's invalid value.
+
+    `command_options` are the command's own options (e.g. "--overwrite"): a misspelt one
+    reaches this check too, so the closest name is looked for among them as well."""
     parser = _beam_parser()
     _, unknown = parser.parse_known_args(list(beam_args))
     if not unknown:
@@ -68,7 +71,7 @@ def check_beam_args(beam_args) -> None:
                                     "nor a value of a Beam pipeline option")
     name = arg.split("=", 1)[0]
     known = sorted({o for action in parser._actions  # pylint: disable=protected-access
-                    for o in action.option_strings})
+                    for o in action.option_strings} | set(command_options))
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise UnknownPipelineOption(f"unknown argument {name}: neither an option of the command nor "
@@ -290,6 +293,11 @@ def _run(config: Config, options: PipelineOptions, progress_interval: Optional[f
     so does a gate failure's with `publish_failure`."""
     out = config.output.dir
     metadata_io.write_metadata(schema.raw_metadata(config.columns), layout.raw_metadata_dir(out))
+    # A copy of the config inside the run (staged runs move with it), so the output says
+    # how it was made even after the config file moves (see api.open_output).
+    config_text = storage.read_bytes(config.path) if config.path else None
+    if config_text is not None:
+        storage.write_bytes(layout.config_copy_path(out), config_text)
     temp_dir = layout.temp_dir(out)
     p = beam.Pipeline(options=options)
     if analysis_cache is not None:

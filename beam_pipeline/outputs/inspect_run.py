@@ -12,53 +12,20 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from beam_pipeline.config import ConfigError
+from beam_pipeline.outputs import run_state
+from beam_pipeline.outputs.run_state import NoGoodRun
 
 # outputs.layout's and refresh.runs's names (both modules import Beam's FileSystems;
 # tests/test_inspect.py checks these agree with them).
-_RUN_SUMMARY = "run_summary.json"
+_RUN_SUMMARY = run_state.RUN_SUMMARY
 _REJECTED = ("rejected", "rejected")
 _REJECTED_SUFFIX = ".jsonl"
-_RUNS, _LATEST = "runs", "LATEST"
+_RUNS, _LATEST = run_state.RUNS, run_state.LATEST
 
 _DTYPES = {"float": "float32", "int": "int64", "string": "string"}
 
-
-def _is_url(path: str) -> bool:
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path))
-
-
-def _join(base: str, *parts: str) -> str:
-    """What Beam's FileSystems.join gives: os.path.join for a local path, "/" otherwise."""
-    if not _is_url(base):
-        return os.path.join(base, *parts)
-    for part in parts:
-        base = base + part if base.endswith("/") else f"{base}/{part}"
-    return base
-
-
-def _exists(path: str) -> bool:
-    """A file or a folder; on an object store a folder is any object under it."""
-    if not _is_url(path):
-        return os.path.exists(path)
-    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
-    return storage.exists(path)
-
-
-def _read_text(path: str) -> str:
-    if not _is_url(path):
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8")
-    from beam_pipeline.outputs import storage  # pylint: disable=import-outside-toplevel
-    text = storage.read_text(path)
-    if text is None:  # a missing object raises NotFound, not OSError, on GCS
-        raise FileNotFoundError(path)
-    return text
-
-
-def run_summary_path(out: str) -> str:
-    """`layout.run_summary_path`, without importing Beam."""
-    return _join(out, _RUN_SUMMARY)
+_is_url, _join, _exists = run_state.is_url, run_state.join, run_state.exists
+run_summary_path = run_state.run_summary_path
 
 
 def rejected_pattern(out: str) -> str:
@@ -67,25 +34,15 @@ def rejected_pattern(out: str) -> str:
 
 
 def resolve(root: str, run: Optional[str] = None) -> str:
-    """The folder to inspect under `root`: `refresh.runs.resolve(root, run)`, ConfigError
-    for its errors. A local `root` without a runs/ folder or a LATEST pointer (a one-shot
-    preprocess output) is `root` itself, as `resolve` says, without importing Beam."""
-    if run is None and not _is_url(root) and not any(
-            os.path.exists(os.path.join(root, name)) for name in (_RUNS, _LATEST)):
-        return root
-    from beam_pipeline.refresh import runs  # pylint: disable=import-outside-toplevel
-    try:
-        return runs.resolve(root, run)
-    except ValueError as e:
-        raise ConfigError(f"inspect: {e}") from None
+    """The folder to inspect under `root`: `run_state.resolve` (a refresh root gives its
+    published run; a missing folder is `NoGoodRun`, "no such output")."""
+    return run_state.resolve(root, run)
 
 
 def load_summary(out: str) -> Dict:
-    """The run summary of the run under `out`; ConfigError if there is none."""
-    path = run_summary_path(out)
-    if not _exists(path):
-        raise ConfigError(f"inspect: no run summary at {path}; is {out} a preprocess output?")
-    return json.loads(_read_text(path))
+    """The run summary of the run under `out`, whatever its status; `NoGoodRun` if there
+    is none."""
+    return run_state.load(out)
 
 
 def numeric_line(name: str, s: Dict) -> str:
@@ -184,14 +141,66 @@ def _rejected(rows: Dict, out: str) -> str:
     return f"rejected {rejected:,} ({reasons}; see {rejected_pattern(out)})"
 
 
+def _written(rows: Dict, failed: bool) -> str:
+    """"written train N, eval M", or for a failed run, which kept no data, "written
+    nothing" with the rows that were split (its counters count rows it then deleted)."""
+    if failed:
+        split = ", ".join(f"{s} {n:,}" for s, n in rows.get("split", {}).items())
+        return ("written nothing (a failed run keeps no data" +
+                (f"; split {split}" if split else "") + ")")
+    return "written " + ", ".join(f"{s} {n:,}" for s, n in rows["written"].items())
+
+
+def _folder_entries(path: str) -> str:
+    """" (a, b/, c)": what a local folder holds, for the artifact list ("" otherwise)."""
+    if _is_url(path) or not os.path.isdir(path):
+        return ""
+    names = sorted(n + ("/" if os.path.isdir(os.path.join(path, n)) else "")
+                   for n in os.listdir(path))
+    return f" ({', '.join(names)})" if names else ""
+
+
+def _artifacts(summary: Dict, out: str, failed: bool) -> List[str]:
+    """One line per artifact: the summary's (the config copy among them), then the report,
+    the rejected records and what `train` wrote (model/), each when it is there."""
+    lines = []
+    for name, path in summary.get("artifacts", {}).items():
+        if isinstance(path, dict):
+            for split, pattern in path.items():
+                lines.append(f"    {name} {split}: {pattern}" + ("  (not written)" if failed
+                                                                 else ""))
+        else:
+            exists = "" if _exists(path) else "  (not written)" if failed else "  (missing)"
+            lines.append(f"    {name}: {path}{exists}")
+    extras = [("report", _join(out, "report.html"))]
+    if summary.get("rows", {}).get("rejected"):
+        extras.append(("rejected", rejected_pattern(out)))
+    for name, path in extras:
+        if name == "rejected" or _exists(path):
+            lines.append(f"    {name}: {path}")
+    model = _join(out, "model")
+    if _exists(model):
+        lines.append(f"    model: {model}/{_folder_entries(model)}")
+    return lines
+
+
 def format_run(summary: Dict, out: str) -> str:
-    """Config, rows, statistics, vocabularies and where each artifact is, as text."""
-    lines = [f"run under {out}", f"  config: {summary['config']}",
-             f"  input: {summary['input']['file_pattern'] or summary['input']['directory']}",
-             f"  wall time: {summary['wall_seconds']} s"]
+    """Status (first, for a run that failed), config, rows, statistics, vocabularies and
+    where each artifact is, as text."""
+    problem = run_state.failure(out, summary)
+    lines = []
+    if problem is not None:
+        # The folder is named on the next line; the reason leads.
+        lines.append("FAILED: " + problem[len(out) + 2:] if problem.startswith(out + ": ")
+                     else "FAILED: " + problem)
+    lines += [f"run under {out}",
+              f"  status: {summary.get('status', run_state.COMPLETE)}",
+              f"  config: {summary['config']}",
+              f"  input: {summary['input']['file_pattern'] or summary['input']['directory']}",
+              f"  wall time: {summary['wall_seconds']} s"]
     rows = summary["rows"]
-    lines.append(f"  rows read {rows['read']:,}; written " + ", ".join(
-        f"{s} {n:,}" for s, n in rows["written"].items()) + f"; {_rejected(rows, out)}")
+    lines.append(f"  rows read {rows['read']:,}; {_written(rows, problem is not None)}; "
+                 f"{_rejected(rows, out)}")
     lines.append("  numeric statistics (train split):")
     for name, s in summary["statistics"]["numeric"].items():
         lines.append("    " + numeric_line(name, s))
@@ -200,13 +209,7 @@ def format_run(summary: Dict, out: str) -> str:
         top = ", ".join(repr(e["token"]) for e in v["top"][:5])
         lines.append(f"    {name:<20} {v['size']:,} entries; top {top}")
     lines.append("  artifacts:")
-    for name, path in summary["artifacts"].items():
-        if isinstance(path, dict):
-            for split, pattern in path.items():
-                lines.append(f"    {name} {split}: {pattern}")
-        else:
-            exists = "" if _exists(path) else "  (missing)"
-            lines.append(f"    {name}: {path}{exists}")
+    lines += _artifacts(summary, out, problem is not None)
     return "\n".join(lines)
 
 
@@ -222,10 +225,13 @@ def format_records(rows: List[Dict[str, str]], transformed: Dict) -> str:
 
 
 def inspect(out: str, records: int = 0) -> str:
-    """The text `beam-pipeline inspect` prints for the run under `out`."""
+    """The text `beam-pipeline inspect` prints for the run under `out` (a failed run's
+    too: its status comes first; see `run_state.failure`)."""
     summary = load_summary(out)
     text = format_run(summary, out)
-    if records and summary["input"].get("format", "csv") != "csv":
+    if records and run_state.failure(out, summary) is not None:
+        text += "\n\n(--records needs the run's transform graph, which a failed run does not keep)"
+    elif records and summary["input"].get("format", "csv") != "csv":
         text += "\n\n(--records shows rows of CSV inputs only)"
     elif records:
         rows = read_raw_rows(summary["input"], records)

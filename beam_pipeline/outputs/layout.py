@@ -5,6 +5,7 @@
       data/eval/...
       transform_fn/  transformed_metadata/          tf.Transform's output
       metadata/                                     the raw schema (TFTransformOutput reads it)
+      metadata/config.yaml                          a copy of the config the run was made with
       statistics/train.json                         column statistics of the train split
       rejected/rejected-00000-of-00001.jsonl        records that are not valid rows, and why
       run_summary.json                              rows, statistics, vocabularies
@@ -59,6 +60,12 @@ def statistics_path(out: str) -> str:
 
 def raw_metadata_dir(out: str) -> str:
     return FileSystems.join(out, "metadata")
+
+
+def config_copy_path(out: str) -> str:
+    """The copy of the run's config (what `bp.open_output(OUTPUT)` reads when the config
+    the summary names has moved)."""
+    return FileSystems.join(out, "metadata", "config.yaml")
 
 
 def run_summary_path(out: str) -> str:

@@ -3,6 +3,7 @@
 import dataclasses
 import itertools
 import json
+import os
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
@@ -123,6 +124,14 @@ def rows_read(counters: Dict[str, int]) -> Tuple[int, int]:
     return counters.get("rows_valid", 0) + rejected, rejected
 
 
+def config_record(path):
+    """How a run summary names its config: a local path made absolute (the summary is
+    read from other folders than the one preprocess ran in), a gs:// one as it is."""
+    if not path or "://" in path:
+        return path
+    return os.path.abspath(path)
+
+
 def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
                   seconds: float) -> Dict:
     """Assembles the run summary dict (see README, "Outputs") from the job's counters and
@@ -133,7 +142,7 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
         numeric[name] = {k: v for k, v in stats.items() if k != "sketch"}
         numeric[name]["quantiles"] = sketch_quantiles(stats["sketch"])
     return {
-        "config": config.path,
+        "config": config_record(config.path),
         # The first input's settings at the top (what `inspect` reads rows with), then all.
         "input": {
             **dataclasses.asdict(config.inputs[0]),
@@ -172,6 +181,7 @@ def build_summary(config: Config, counters: Dict[str, int], statistics: Dict,
             "transformed_metadata": FileSystems.join(out, "transformed_metadata"),
             "raw_metadata": layout.raw_metadata_dir(out),
             "statistics": layout.statistics_path(out),
+            "config_copy": layout.config_copy_path(out),
         },
     }
 
@@ -192,7 +202,8 @@ def numeric_line(name: str, s: Dict) -> str:
 def template_summary(config: Config, template_location: str, seconds: float) -> Dict:
     """What a `--template_location` run returns: the job was built and staged as a
     template, not run, so there are no rows, counters or statistics (none is written)."""
-    return {"config": config.path, "output": config.output.dir, "status": "template",
+    return {"config": config_record(config.path), "output": config.output.dir,
+            "status": "template",
             "template_location": template_location, "wall_seconds": round(seconds, 2)}
 
 
