@@ -197,3 +197,99 @@ def test_combiner_beyond_pending_is_kerass_over_those_batches(monkeypatch):
     layer = keras.layers.Discretization(num_bins=5)
     layer.adapt([batch for batch in np.split(x, 10)])
     np.testing.assert_allclose(ours, layer.bin_boundaries, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- through the pipeline
+
+ROWS = 400
+PIPELINE_COLUMNS = 24
+
+
+def column_values(i):
+    """Column i's float32 values over ROWS rows, NaN where the cell is left empty: the
+    present count varies (3 .. 400, below and above 1/epsilon)."""
+    rng = np.random.default_rng(1000 + i)
+    x = seeded_array(i).astype(np.float64)
+    x = np.resize(x, ROWS) if x.size < ROWS else x[:ROWS]
+    present_count = [3, 10, 50, 99, 100, 101, 250, 400][i % 8]
+    x[rng.permutation(ROWS)[present_count:]] = np.nan
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bins_run(tmp_path_factory):
+    """One in-process pipeline run: PIPELINE_COLUMNS discretization features (one per
+    column, bins 2..11, one with epsilon 0.05), every row in train."""
+    from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.job import preprocess  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path_factory.mktemp("keras_bins")
+    data = root / "data"
+    os.makedirs(data)
+    columns = {f"c{i}": column_values(i) for i in range(PIPELINE_COLUMNS)}
+    with open(data / "part-0.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id"] + list(columns))
+        for r in range(ROWS):
+            # repr of a float32's float64 value reads back as the same float32.
+            w.writerow([r] + ["" if np.isnan(v[r]) else repr(float(v[r]))
+                              for v in columns.values()])
+    features = {"id": {"kind": "passthrough"}}
+    specs = {}
+    for i, name in enumerate(columns):
+        spec = {"kind": "discretization", "column": name, "num_bins": BINS[i % len(BINS)]}
+        if i == 5:
+            spec["epsilon"] = 0.05
+        features[f"{name}_bins"] = spec
+        specs[f"{name}_bins"] = (columns[name], spec)
+    config = {
+        "input": {"format": "csv", "file_pattern": str(data / "part-*"), "header": True},
+        "columns": [{"name": "id", "type": "int"}] +
+                   [{"name": n, "type": "float"} for n in columns],
+        "split": {"eval_fraction": 0.0, "key": "id"},
+        "features": features,
+        "output": {"dir": str(root / "out"), "num_shards": 1},
+    }
+    path = write_config(root / "config.yaml", config)
+    preprocess.run(load_config(path), preprocess.pipeline_options([]))
+    return str(root / "out"), specs
+
+
+def test_pipeline_boundaries_equal_keras_adapt(bins_run):
+    """Every feature's learned boundaries, read from the transform graph as the Keras-layer
+    export reads them (`serving.keras_layers.state`), equal adapt() on the column's present
+    values, bit for bit."""
+    from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.serving.keras_layers import state as state_lib  # noqa
+
+    out, specs = bins_run
+    state = state_lib.State(out)
+    config = load_config(os.path.join(os.path.dirname(out), "config.yaml"))
+    by_name = {f.name: f for f in config.features}
+    checked = 0
+    for name, (values, spec) in specs.items():
+        caps, _ = state_lib.kind_captures(state, by_name[name])
+        learned = np.ravel(caps[-1].value).astype(np.float32)
+        present_values = values[~np.isnan(values)]
+        expected = keras_adapt(present_values, spec["num_bins"], spec.get("epsilon", 0.01))
+        np.testing.assert_array_equal(learned, expected,
+                                      err_msg=f"{name}: {present_values.size} values, {spec}")
+        checked += 1
+    assert checked == PIPELINE_COLUMNS
+
+
+def test_pipeline_buckets_equal_keras_layer(bins_run):
+    """The transformed data's buckets are the adapted Keras layer's on every present cell,
+    and the last bucket for a missing one (Keras's NaN rule)."""
+    from tests import reference  # pylint: disable=import-outside-toplevel
+
+    out, specs = bins_run
+    data = reference.read_transformed(out, "train")
+    order = np.argsort(data["id"])
+    for name, (values, spec) in specs.items():
+        layer = keras.layers.Discretization(num_bins=spec["num_bins"],
+                                            epsilon=spec.get("epsilon", 0.01))
+        layer.adapt(values[~np.isnan(values)])
+        expected = np.asarray(layer(values[data["id"][order]])).astype(np.int64)
+        np.testing.assert_array_equal(np.asarray(data[name])[order].reshape(-1), expected,
+                                      err_msg=name)
