@@ -242,6 +242,9 @@ def bins_run(tmp_path_factory):
             spec["epsilon"] = 0.05
         features[f"{name}_bins"] = spec
         specs[f"{name}_bins"] = (columns[name], spec)
+    # tf.Transform's sketch stays available as an explicit option.
+    features["c6_tft"] = {"kind": "discretization", "column": "c6", "num_bins": 4,
+                          "method": "tft_quantiles"}
     config = {
         "input": {"format": "csv", "file_pattern": str(data / "part-*"), "header": True},
         "columns": [{"name": "id", "type": "int"}] +
@@ -253,6 +256,35 @@ def bins_run(tmp_path_factory):
     path = write_config(root / "config.yaml", config)
     preprocess.run(load_config(path), preprocess.pipeline_options([]))
     return str(root / "out"), specs
+
+
+def test_pipeline_tft_quantiles_option(bins_run):
+    """`method: tft_quantiles` learns tf.Transform's quantiles: always num_bins - 1
+    boundaries, each within epsilon * rows ranks."""
+    from beam_pipeline.config import load_config  # pylint: disable=import-outside-toplevel
+    from beam_pipeline.serving.keras_layers import state as state_lib  # noqa
+
+    out, specs = bins_run
+    state = state_lib.State(out)
+    config = load_config(os.path.join(os.path.dirname(out), "config.yaml"))
+    feature = next(f for f in config.features if f.name == "c6_tft")
+    assert feature.method == "tft_quantiles"
+    caps, _ = state_lib.kind_captures(state, feature)
+    learned = np.ravel(caps[-1].value)
+    values = specs["c6_bins"][0]
+    values = values[~np.isnan(values)]
+    assert learned.shape == (3,)
+    assert rank_errors(learned, values, 4).max() <= 0.01 + 1 / values.size
+
+
+def test_method_option_is_checked():
+    from beam_pipeline.features import KINDS  # pylint: disable=import-outside-toplevel
+    make = KINDS["discretization"].from_options
+    assert make("b", "x", "float", {"num_bins": 3}).method == "keras"
+    with pytest.raises(ValueError, match="method"):
+        make("b", "x", "float", {"num_bins": 3, "method": "exact"})
+    with pytest.raises(ValueError, match="method"):
+        make("b", "x", "float", {"bin_boundaries": [1.0], "method": "tft_quantiles"})
 
 
 def test_pipeline_boundaries_equal_keras_adapt(bins_run):
