@@ -31,10 +31,11 @@ _CONTENDER = """
     lock = output_lock.OutputLock(out, name)
     try:
         lock.acquire()
-        result = {"won": True, "took_over": lock.took_over}
+        result = {"won": True, "took_over": lock.took_over, "token": lock.info["token"]}
     except output_lock.Held as e:
+        result = {"won": False, "took_over": lock.took_over, "holder": e.holder,
+                  "message": str(e)}
         lock = None
-        result = {"won": False, "holder": e.holder, "message": str(e)}
     with open(os.path.join(folder, name + ".tmp"), "w") as f:
         json.dump(result, f)
     os.rename(os.path.join(folder, name + ".tmp"), os.path.join(folder, name + ".result"))
@@ -94,6 +95,7 @@ def test_of_two_runs_started_together_exactly_one_takes_the_lock(tmp_path):
         winners = [n for n, r in results.items() if r["won"]]
         assert len(winners) == 1, results
         (loser,) = [r for r in results.values() if not r["won"]]
+        assert loser["holder"]["token"] == results[winners[0]]["token"]
         # The refusal names the holder: the winner's host, pid and start time.
         assert loser["holder"]["command"] == winners[0]
         assert f"pid {loser['holder']['pid']}" in loser["message"]
@@ -110,11 +112,14 @@ def test_of_two_runs_taking_over_one_stale_lock_exactly_one_wins(tmp_path):
         out = str(tmp_path / f"out{race}")
         stale = _stale_lock(out)
         results = _race(out, str(tmp_path / f"race{race}"))
-        winners = [r for r in results.values() if r["won"]]
-        assert len(winners) == 1, results
-        assert winners[0]["took_over"]["token"] == stale["token"]
+        (winner,) = [r for r in results.values() if r["won"]]
         (loser,) = [r for r in results.values() if not r["won"]]
-        assert loser["holder"]["token"] != stale["token"]  # refused by the new holder
+        # One of them removed the stale lock (the winner, or the loser, whose new lock the
+        # other then created first); the loser is refused by the winner's lock.
+        takers = [r for r in results.values()
+                  if r["took_over"] and r["took_over"]["token"] == stale["token"]]
+        assert len(takers) == 1, results
+        assert loser["holder"]["token"] == winner["token"]
 
 
 def test_a_live_holder_is_never_taken_over(tmp_path):
@@ -139,10 +144,10 @@ def test_when_a_lock_is_stale():
                                 + output_lock.STALE_AFTER_SECONDS + 1)
 
 
-def test_a_half_written_lock_is_taken_over_only_once_it_is_old(tmp_path):
+def test_an_unreadable_lock_is_taken_over_only_once_it_is_old(tmp_path):
     out = str(tmp_path / "out")
     path = output_lock.lock_path(out)
-    open(path, "w").close()  # a run killed between creating its lock and writing it
+    open(path, "w").close()  # empty: written by hand, or damaged
     with pytest.raises(output_lock.Held):
         output_lock.OutputLock(out, "preprocess").acquire()
     os.utime(path, (1, 1))
@@ -185,3 +190,13 @@ def test_two_real_refreshes_started_together_never_both_publish(tmp_path):
         from beam_pipeline.refresh import runs
         assert len(runs.complete_runs(root)) == 1
         assert not os.path.exists(output_lock.lock_path(root))
+
+
+def test_a_temp_lock_file_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    out = str(tmp_path / "out")
+    dead = output_lock.lock_path(out) + f".{_dead_pid()}-0a1b2c3d.tmp"  # killed before link
+    live = output_lock.lock_path(out) + f".{os.getpid()}-0a1b2c3d.tmp"  # a run linking now
+    for path in (dead, live):
+        open(path, "w").close()
+    with output_lock.OutputLock(out, "preprocess"):
+        assert not os.path.exists(dead) and os.path.exists(live)

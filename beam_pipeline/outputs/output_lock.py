@@ -4,7 +4,8 @@
 a second run on the same output meanwhile is refused (`Held`, exit 2) with the holder's
 host, pid and start time. The lock is one small JSON file, created only if absent:
 
-- local disk: `open(O_CREAT | O_EXCL)`, atomic on POSIX file systems;
+- local disk: the content written to a temp file, then `link(2)`ed to the lock's name
+  (an atomic create-if-absent on POSIX file systems, NFS included);
 - gs://: an object written with `if_generation_match=0` (GCS's create-if-absent).
 
 A run killed with SIGKILL cannot remove its lock. The next run takes a lock over when its
@@ -31,8 +32,8 @@ from beam_pipeline import crash_points
 # checked (another machine). A refresh on Dataflow of a day's data takes hours, not days.
 STALE_AFTER_SECONDS = 48 * 3600
 SUFFIX = ".lock"
-# A lock file with no readable content is one whose run died between creating and writing
-# it (a live run writes it at once): taken over once it is this old.
+# A lock file with no readable content (written by hand, or a file system that lost it):
+# taken over once it is this old (a lock is whole from the instant it exists).
 _UNREADABLE_STALE_SECONDS = 60
 _LOG = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def holder_info(command: str) -> Dict:
 def is_stale(holder: Dict, now: Optional[float] = None) -> bool:
     """Whether the run that wrote lock content `holder` is provably gone: on this host with
     no live process of its pid and start time, or older than STALE_AFTER_SECONDS. Content
-    that is not a lock (unreadable, half written by a killed run) counts as stale only when
-    the file is old too (the caller passes its age as `started_epoch`)."""
+    that is not a lock (unreadable: written by hand, or damaged) counts as stale once it is
+    a minute old (the caller passes the file's time as `started_epoch`)."""
     now = time.time() if now is None else now
     try:
         started = float(holder.get("started_epoch", 0))
@@ -157,6 +158,8 @@ class OutputLock:
             current = store.read()
             raise Held(self.path, current[0] if current else {})
         self._store = store  # pylint: disable=attribute-defined-outside-init
+        if isinstance(store, _LocalLock):
+            store.remove_dead_temp_files()
         crash_points.reach("lock_taken")
         return self
 
@@ -185,20 +188,36 @@ class _LocalLock:
         self.path = path
 
     def create(self, data: bytes) -> bool:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        # Written whole to a temp file first, then linked to the lock's name: link(2) is an
+        # atomic create-if-absent, so no reader ever sees a lock without its holder.
+        temp = f"{self.path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(temp, self.path)
         except FileExistsError:
             return False
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.remove(self.path)  # e.g. no space left: no empty lock to block the next run
-            raise
-        os.close(fd)
+        finally:
+            os.remove(temp)  # e.g. no space left: nothing is left behind to block a run
         return True
+
+    def remove_dead_temp_files(self) -> None:
+        """Removes the temp files (`<lock>.<pid>-<hex>.tmp`) of runs killed between writing
+        theirs and linking it: those whose pid is no live process on this host."""
+        import glob  # pylint: disable=import-outside-toplevel
+        for temp in glob.glob(glob.escape(self.path) + ".*-*.tmp"):
+            pid = temp[len(self.path) + 1:].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid), None):
+                try:
+                    os.remove(temp)
+                except FileNotFoundError:
+                    pass
 
     def read(self):
         """(holder, version) of the lock, or None if there is none; version: its inode and
