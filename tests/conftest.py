@@ -48,6 +48,22 @@ FEATURES = {
 }
 
 
+# The slowest files, first: each is a chain of console-script runs or a whole emulator
+# session. scripts/test.sh runs the files two at a time (`--dist loadfile`) in this order
+# (`--no-loadscope-reorder`; xdist would otherwise start with the files that have the most
+# tests), so both workers start on these and the quick files fill in after, instead of one
+# worker running a long chain alone at the end.
+SLOW_FIRST = ("test_gcs.py", "test_crash_points_refresh.py", "test_crash_points_preprocess.py",
+              "test_messy_property.py", "test_output_lock.py", "test_full_disk.py",
+              "test_portable_runner.py", "test_refresh.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Puts the SLOW_FIRST files' tests first, in that order; the rest keep theirs."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))
+
+
 def make_config(data_dir, out_dir, **overrides):
     """A config dict over the test CSV shards (plain and gzip)."""
     config = {
